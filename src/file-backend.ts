@@ -1,0 +1,269 @@
+import path from 'node:path';
+import type { SessionData } from './changes.js';
+import { errorCode, SealedSessionError } from './errors.js';
+import type { Io } from './io.js';
+import { deepFreeze, type JsonValue } from './json-value.js';
+import type { Keyring } from './keys.js';
+import { withLock, type AssertHeld, type LockSettings } from './lock.js';
+import { ENVELOPE_OVERHEAD, HEADER_BYTES, readHeader, seal, unseal, type EnvelopeHeader, type EnvelopeTimes } from './seal.js';
+import { fileNameOf } from './session-id.js';
+
+/*
+ * Layout: <dir>/<first two hex digits of the name>/<name>.sess, where name = fileNameOf(id).
+ * 256 folders keep each one small (about 4,000 files at 1,000,000 sessions). Beside a session
+ * file live only its debris: `<name>.sess.lock/` (proper-lockfile) and `<name>.sess.<digits>`
+ * (write-file-atomic's temp file). Listings match the strict patterns below and so never see it.
+ */
+const FOLDER = /^[0-9a-f]{2}$/;
+const SESSION_FILE = /^([0-9a-f]{64})\.sess$/;
+const LOCK_DIR = /^[0-9a-f]{64}\.sess\.lock$/;
+const TEMP_FILE = /^[0-9a-f]{64}\.sess\.\d+$/;
+
+/** A session as stored: its data and the envelope's clear-text header. */
+export interface StoredSession {
+  readonly id: string;
+  readonly data: SessionData;
+  /** The sealed plaintext: a commit that would write the same text writes nothing. */
+  readonly plaintext: string;
+  readonly header: EnvelopeHeader;
+  /** The file's modification time: a keep-alive moves it without rewriting the file. */
+  readonly mtimeMs: number;
+}
+
+export type TamperReason = 'format' | 'unknown-key' | 'authentication' | 'content';
+
+export type ReadOutcome =
+  | { readonly state: 'missing' }
+  | { readonly state: 'tampered'; readonly reason: TamperReason }
+  | { readonly state: 'found'; readonly session: StoredSession };
+
+export type ScanEntry =
+  | { readonly kind: 'session'; readonly name: string; readonly path: string }
+  | { readonly kind: 'lock' | 'temp'; readonly path: string };
+
+export interface HeaderSnapshot {
+  readonly header: EnvelopeHeader | null;
+  readonly mtimeMs: number;
+}
+
+function ioError(action: string, error: unknown): SealedSessionError {
+  if (error instanceof SealedSessionError) return error;
+  return new SealedSessionError('ERR_SESSION_STORE_IO', `could not ${action} (${errorCode(error) ?? 'error'})`, { cause: error });
+}
+
+/** Sealed files on disk: paths, sealing, locks, atomic writes. Knows nothing of merging or expiry. */
+export class FileBackend {
+  readonly #dir: string;
+  readonly #io: Io;
+  readonly #lock: LockSettings;
+  readonly #maxFileBytes: number;
+  #keyring: Keyring;
+  readonly #folders = new Set<string>();
+
+  constructor(dir: string, keyring: Keyring, io: Io, lock: LockSettings, maxBytes: number) {
+    this.#dir = dir;
+    this.#keyring = keyring;
+    this.#io = io;
+    this.#lock = lock;
+    // Data JSON plus the id wrapper and the envelope: anything larger was not written by us.
+    this.#maxFileBytes = maxBytes + ENVELOPE_OVERHEAD + 128;
+  }
+
+  get keyring(): Keyring {
+    return this.#keyring;
+  }
+
+  /** The session file's name for an id: one-way, so it never leads back to the id. */
+  nameOf(id: string): string {
+    return fileNameOf(id);
+  }
+
+  pathOf(name: string): string {
+    return path.join(this.#dir, name.slice(0, 2), `${name}.sess`);
+  }
+
+  /** The path relative to the data dir, for reports (it holds no id). */
+  relative(name: string): string {
+    return `${name.slice(0, 2)}/${name}.sess`;
+  }
+
+  async read(id: string): Promise<ReadOutcome> {
+    const name = this.nameOf(id);
+    const outcome = await this.readName(name);
+    if (outcome.state === 'found' && outcome.session.id !== id) return { state: 'tampered', reason: 'content' };
+    return outcome;
+  }
+
+  /** Opens the session file `name` (no lock: writes are atomic renames, so reads see whole files). */
+  async readName(name: string): Promise<ReadOutcome> {
+    let snapshot;
+    try {
+      snapshot = await this.#io.readFile(this.pathOf(name), this.#maxFileBytes);
+    } catch (error) {
+      // A missing file is the normal answer for an unknown or destroyed session.
+      if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') return { state: 'missing' };
+      throw ioError('read a session file', error);
+    }
+    if (snapshot.data.length > this.#maxFileBytes) return { state: 'tampered', reason: 'format' };
+    const opened = unseal(this.#keyring, snapshot.data, name);
+    if (!opened.ok) return { state: 'tampered', reason: opened.reason };
+    const plaintext = opened.plaintext.toString('utf8');
+    const parsed = parsePlaintext(plaintext);
+    if (parsed === null) return { state: 'tampered', reason: 'content' };
+    return {
+      state: 'found',
+      session: { id: parsed.id, data: parsed.data, plaintext, header: opened.header, mtimeMs: snapshot.mtimeMs },
+    };
+  }
+
+  /** Only the clear-text header and mtime, for gc: never decrypts. Null when the file is gone. */
+  async readHeader(filePath: string): Promise<HeaderSnapshot | null> {
+    try {
+      const snapshot = await this.#io.readFile(filePath, HEADER_BYTES);
+      return { header: readHeader(snapshot.data), mtimeMs: snapshot.mtimeMs };
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return null;
+      throw ioError('read a session file', error);
+    }
+  }
+
+  /** Seals and writes atomically (temp → fsync → rename). Call inside `withLock`. */
+  async write(name: string, plaintext: string, times: EnvelopeTimes): Promise<void> {
+    const envelope = seal(this.#keyring, times, Buffer.from(plaintext, 'utf8'), name);
+    const file = this.pathOf(name);
+    try {
+      await this.#io.writeFileAtomic(file, envelope);
+    } catch (error) {
+      throw ioError('write a session file', error);
+    }
+  }
+
+  async remove(name: string): Promise<boolean> {
+    try {
+      await this.#io.unlink(this.pathOf(name));
+      return true;
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return false;
+      throw ioError('remove a session file', error);
+    }
+  }
+
+  /** Marks use without rewriting: moves the file's mtime. False when the file is gone. */
+  async touch(name: string, timeMs: number): Promise<boolean> {
+    try {
+      await this.#io.utimes(this.pathOf(name), timeMs);
+      return true;
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return false;
+      throw ioError('mark a session as used', error);
+    }
+  }
+
+  /** Runs `fn` under the session file's cross-process lock (its folder is created first). */
+  async withLock<T>(name: string, fn: (assertHeld: AssertHeld) => Promise<T>): Promise<T> {
+    await this.#ensureFolder(name.slice(0, 2));
+    return withLock(this.#io, this.pathOf(name), this.#lock, fn);
+  }
+
+  /** Like `withLock`, but gives up at once (undefined) when someone else holds the lock. */
+  async tryLock<T>(name: string, fn: (assertHeld: AssertHeld) => Promise<T>): Promise<T | undefined> {
+    return withLock(this.#io, this.pathOf(name), { ...this.#lock, waitMs: 0 }, fn).catch((error: unknown) => {
+      if (error instanceof SealedSessionError && error.code === 'ERR_SESSION_LOCK_TIMEOUT') return undefined;
+      throw error;
+    });
+  }
+
+  async #ensureFolder(folder: string): Promise<void> {
+    if (this.#folders.has(folder)) return;
+    try {
+      await this.#io.mkdir(path.join(this.#dir, folder), 0o700);
+    } catch (error) {
+      throw ioError('create a session folder', error);
+    }
+    this.#folders.add(folder);
+  }
+
+  /** Creates the data dir (0700) if needed. Reads nothing else: startup cost is independent of the session count. */
+  async open(): Promise<void> {
+    try {
+      await this.#io.mkdir(this.#dir, 0o700);
+    } catch (error) {
+      throw ioError('create the data dir', error);
+    }
+  }
+
+  /**
+   * Streams the data dir: session files, and the debris that killed processes leave (lock folders
+   * and temp files). One folder at a time, a few dozen entries in memory; unknown files are skipped.
+   */
+  async *scan(): AsyncGenerator<ScanEntry> {
+    let root;
+    try {
+      root = await this.#io.opendir(this.#dir);
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return;
+      throw ioError('list the data dir', error);
+    }
+    for await (const folder of root) {
+      if (!folder.isDirectory() || !FOLDER.test(folder.name)) continue;
+      const folderPath = path.join(this.#dir, folder.name);
+      let entries;
+      try {
+        entries = await this.#io.opendir(folderPath);
+      } catch (error) {
+        if (errorCode(error) === 'ENOENT') continue;
+        throw ioError('list a session folder', error);
+      }
+      for await (const entry of entries) {
+        const entryPath = path.join(folderPath, entry.name);
+        const match = SESSION_FILE.exec(entry.name);
+        if (match !== null && entry.isFile()) yield { kind: 'session', name: match[1]!, path: entryPath };
+        else if (LOCK_DIR.test(entry.name) && entry.isDirectory()) yield { kind: 'lock', path: entryPath };
+        else if (TEMP_FILE.test(entry.name) && entry.isFile()) yield { kind: 'temp', path: entryPath };
+      }
+    }
+  }
+
+  /** Age in ms of a debris entry (by mtime), or null when it is gone already. */
+  async ageOf(entryPath: string, nowMs: number): Promise<number | null> {
+    try {
+      return nowMs - (await this.#io.lstat(entryPath)).mtimeMs;
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return null;
+      throw ioError('inspect the data dir', error);
+    }
+  }
+
+  /** Removes a debris entry; false when it is gone already. */
+  async removeDebris(entry: ScanEntry): Promise<boolean> {
+    try {
+      if (entry.kind === 'lock') await this.#io.rmdir(entry.path);
+      else await this.#io.unlink(entry.path);
+      return true;
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return false;
+      throw ioError('remove debris from the data dir', error);
+    }
+  }
+}
+
+/** What a session file seals: the id (so a listing can name sessions) and the data's JSON. */
+export function plaintextOf(id: string, dataJson: string): string {
+  return `{"id":${JSON.stringify(id)},"data":${dataJson}}`;
+}
+
+function parsePlaintext(plaintext: string): { id: string; data: SessionData } | null {
+  // Authenticated already, so this is our own JSON; checked anyway, never trusted blindly.
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(plaintext);
+  } catch {
+    return null;
+  }
+  if (typeof parsed !== 'object' || parsed === null || !('id' in parsed) || !('data' in parsed)) return null;
+  const { id, data } = parsed;
+  if (typeof id !== 'string' || typeof data !== 'object' || data === null || Array.isArray(data)) return null;
+  const entries = Object.entries(data as Record<string, JsonValue>);
+  for (const [, value] of entries) deepFreeze(value);
+  return { id, data: new Map(entries) };
+}

@@ -1,0 +1,394 @@
+import { EventEmitter } from 'node:events';
+import { applyChanges, type ChangeSet, type SessionData } from './changes.js';
+import { SealedSessionError } from './errors.js';
+import { FileBackend, plaintextOf, type ScanEntry, type StoredSession, type TamperReason } from './file-backend.js';
+import type { JsonValue } from './json-value.js';
+import { resolveSecrets } from './key-source.js';
+import { createKeyring } from './keys.js';
+import { resolveOptions, type ResolvedOptions, type StoreOptions } from './options.js';
+import type { EnvelopeHeader } from './seal.js';
+import { Session, sessionInternals } from './session.js';
+import { generateId, isValidId } from './session-id.js';
+
+/** What a commit did: wrote a new version, found nothing to write, or found the session destroyed or expired. */
+export type CommitOutcome = 'written' | 'unchanged' | 'gone';
+
+export interface GcOptions {
+  /** Count what would be removed, remove nothing. */
+  dryRun?: boolean;
+}
+
+export interface GcReport {
+  /** Session files looked at. */
+  readonly scanned: number;
+  /** Expired sessions found (and removed, unless a dry run or in use at that moment). */
+  readonly expired: number;
+  readonly removed: number;
+  /** Leftovers of killed processes: stale lock folders and old temp files. */
+  readonly debris: number;
+  readonly debrisRemoved: number;
+  /** Files whose header is not ours (left alone; `sealed-sessions verify` reports them). */
+  readonly unreadable: number;
+  readonly durationMs: number;
+}
+
+/** Events of a store; the library never logs, it reports here. */
+export interface StoreEvents {
+  /** A session file failed to open: changed bytes, truncated, copied over another, or sealed with a key no longer configured. It reads as "no session". */
+  tamper: [{ readonly file: string; readonly reason: TamperReason }];
+  /** Trouble that did not fail the request (e.g. a keep-alive mark that could not be written). */
+  warning: [{ readonly message: string; readonly error: unknown }];
+  /** After each gc. */
+  gc: [GcReport];
+}
+
+type Job =
+  | {
+      readonly kind: 'commit';
+      readonly session: Session;
+      readonly changes: ChangeSet;
+      readonly isNew: boolean;
+      readonly resolve: (outcome: CommitOutcome) => void;
+      readonly reject: (error: unknown) => void;
+    }
+  | { readonly kind: 'destroy'; readonly resolve: (existed: boolean) => void; readonly reject: (error: unknown) => void };
+
+interface Queue {
+  readonly id: string;
+  jobs: Job[];
+}
+
+/** Whether a session has expired: its own deadlines, from the clear-text header; mtime is the last keep-alive. */
+export function isExpired(header: EnvelopeHeader, mtimeMs: number, now: number): boolean {
+  if (now >= header.absoluteDeadline) return true;
+  return now >= Math.max(header.written, mtimeMs) + header.idleSeconds * 1000;
+}
+
+/** Opens (creating if needed) a session store. Fast whatever the number of stored sessions: it reads no session. */
+export async function openStore(options: StoreOptions = {}): Promise<Store> {
+  const resolved = resolveOptions(options);
+  const keyring = createKeyring(await resolveSecrets(resolved.keys, resolved.dir, resolved.io));
+  const backend = new FileBackend(resolved.dir, keyring, resolved.io, { staleMs: resolved.lockStaleMs, waitMs: resolved.lockWaitMs }, resolved.maxBytes);
+  await backend.open();
+  return new Store(resolved, backend);
+}
+
+/**
+ * Sessions in sealed files. Reads take no lock; each commit locks the session's file, reads its
+ * latest version, replays this session's changes onto it, and writes atomically. Commits of one
+ * session within this process queue in memory and are coalesced into one write.
+ */
+export class Store extends EventEmitter<StoreEvents> {
+  readonly #options: ResolvedOptions;
+  readonly #backend: FileBackend;
+  readonly #queues = new Map<string, Queue>();
+
+  /** @internal Use `openStore()`. */
+  constructor(options: ResolvedOptions, backend: FileBackend) {
+    super();
+    this.#options = options;
+    this.#backend = backend;
+  }
+
+  /** The data dir (absolute). */
+  get dir(): string {
+    return this.#options.dir;
+  }
+
+  get options(): ResolvedOptions {
+    return this.#options;
+  }
+
+  /** Cookie signing secrets derived from the keys: the first signs, all verify. */
+  get signingSecrets(): readonly string[] {
+    return this.#backend.keyring.keys.map((key) => key.cookieSecret);
+  }
+
+  /** A new, empty session with a fresh random id. Stored at its first commit. */
+  create(): Session {
+    return new Session(generateId(), new Map(), true, this);
+  }
+
+  /**
+   * The live session of `id`, or null when there is none: unknown, malformed, expired, destroyed,
+   * tampered or sealed with an unknown key (the last two are reported through the `tamper` event).
+   * No lock, no retry. Marks the session as used at most once per `touchInterval`.
+   *
+   * @throws SealedSessionError `ERR_SESSION_STORE_IO` when the disk fails.
+   */
+  async load(id: string): Promise<Session | null> {
+    const stored = await this.#readLive(id);
+    if (stored === null) return null;
+    const now = this.#options.now();
+    if (now - Math.max(stored.header.written, stored.mtimeMs) >= this.#options.touchIntervalMs) {
+      const name = this.#backend.nameOf(id);
+      await this.#backend.touch(name, now).catch((error: unknown) => {
+        this.emit('warning', { message: 'could not mark a session as used', error });
+      });
+    }
+    return new Session(id, stored.data, false, this);
+  }
+
+  async #readLive(id: string): Promise<StoredSession | null> {
+    if (!isValidId(id)) return null;
+    const outcome = await this.#backend.read(id);
+    if (outcome.state === 'missing') return null;
+    if (outcome.state === 'tampered') {
+      this.emit('tamper', { file: this.#backend.relative(this.#backend.nameOf(id)), reason: outcome.reason });
+      return null;
+    }
+    return isExpired(outcome.session.header, outcome.session.mtimeMs, this.#options.now()) ? null : outcome.session;
+  }
+
+  /**
+   * Stores a session's changes, merged onto its latest stored version. Resolves `'gone'` (and
+   * stores nothing) when the session was destroyed or expired meanwhile: a commit never brings a
+   * session back.
+   *
+   * @throws SealedSessionError `ERR_SESSION_TOO_LARGE`, `ERR_SESSION_STORE_IO`, `ERR_SESSION_LOCK_TIMEOUT`;
+   *   the stored version is then intact and the changes stay pending in the session.
+   */
+  commit(session: Session): Promise<CommitOutcome> {
+    const inside = sessionInternals(session);
+    if (session.isGone) return Promise.resolve('gone');
+    if (!session.isNew && !inside.hasPendingChanges()) return Promise.resolve('unchanged');
+    const changes = inside.takeChanges();
+    return new Promise((resolve, reject) => {
+      this.#enqueue(session.id, {
+        kind: 'commit',
+        session,
+        changes,
+        isNew: session.isNew,
+        resolve,
+        reject: (error) => {
+          inside.restoreChanges(changes);
+          reject(error);
+        },
+      });
+    });
+  }
+
+  /** Ends a session: its file is gone when this resolves. True when there was one. */
+  destroy(id: string): Promise<boolean> {
+    if (!isValidId(id)) return Promise.resolve(false);
+    return new Promise((resolve, reject) => this.#enqueue(id, { kind: 'destroy', resolve, reject }));
+  }
+
+  #enqueue(id: string, job: Job): void {
+    const name = this.#backend.nameOf(id);
+    const queue = this.#queues.get(name);
+    if (queue !== undefined) {
+      queue.jobs.push(job);
+      return;
+    }
+    const fresh: Queue = { id, jobs: [job] };
+    this.#queues.set(name, fresh);
+    void this.#drain(name, fresh);
+  }
+
+  // One writer per session file in this process: jobs that queue up while it writes are taken
+  // together as the next batch, so N waiting commits cost one lock and one write, not N.
+  async #drain(name: string, queue: Queue): Promise<void> {
+    while (queue.jobs.length > 0) {
+      const batch = queue.jobs;
+      queue.jobs = [];
+      try {
+        await this.#backend.withLock(name, (assertHeld) => this.#runBatch(name, queue.id, batch, assertHeld));
+      } catch (error) {
+        for (const job of batch) job.reject(error);
+      }
+    }
+    this.#queues.delete(name);
+  }
+
+  async #runBatch(name: string, id: string, batch: readonly Job[], assertHeld: () => void): Promise<void> {
+    const latest = await this.#backend.read(id);
+    const now = this.#options.now();
+    if (latest.state === 'tampered') this.emit('tamper', { file: this.#backend.relative(name), reason: latest.reason });
+    const onDisk = latest.state !== 'missing';
+    const base = latest.state === 'found' && !isExpired(latest.session.header, latest.session.mtimeMs, now) ? latest.session : null;
+
+    let plan = planBatch(base, batch, this.#options.maxBytes, false);
+    // Too large together: replay one by one, refusing only the commits that cross the limit.
+    if (plan.tooLarge) plan = planBatch(base, batch, this.#options.maxBytes, true);
+
+    let written = false;
+    if (!plan.exists) {
+      if (onDisk) {
+        assertHeld();
+        await this.#backend.remove(name);
+      }
+    } else {
+      const plaintext = plaintextOf(id, plan.dataJson);
+      const stale = base === null || plaintext !== base.plaintext || base.header.keyIdHex !== this.#backend.keyring.primary.idHex;
+      if (stale) {
+        written = true;
+        assertHeld();
+        await this.#backend.write(name, plaintext, {
+          created: base?.header.created ?? now,
+          written: now,
+          absoluteDeadline: base?.header.absoluteDeadline ?? now + this.#options.absoluteTimeout * 1000,
+          idleSeconds: this.#options.idleTimeout,
+        });
+      }
+    }
+
+    batch.forEach((job, index) => {
+      const result = plan.results[index]!;
+      if (job.kind === 'destroy') {
+        job.resolve(result === 'existed');
+      } else if (result instanceof SealedSessionError) {
+        job.reject(result);
+      } else if (result === 'gone') {
+        sessionInternals(job.session).markGone();
+        job.resolve('gone');
+      } else {
+        sessionInternals(job.session).committed(plan.data);
+        job.resolve(result === 'changed' && written ? 'written' : 'unchanged');
+      }
+    });
+  }
+
+  /**
+   * Removes expired sessions and the debris of killed processes (stale locks, old temp files).
+   * Streams the data dir one folder at a time, decides expiry from clear-text headers (never
+   * decrypts), and leaves the event loop free: safe while other processes read and write.
+   */
+  async gc(options: GcOptions = {}): Promise<GcReport> {
+    const started = performance.now();
+    const dryRun = options.dryRun === true;
+    const counts = { scanned: 0, expired: 0, removed: 0, debris: 0, debrisRemoved: 0, unreadable: 0 };
+    // A temp file this old was left by a killed writer; a live write takes milliseconds.
+    const tempMaxAgeMs = Math.max(60_000, this.#options.lockStaleMs);
+    const now = this.#options.now();
+
+    const visit = async (entry: ScanEntry): Promise<void> => {
+      if (entry.kind !== 'session') {
+        const age = await this.#backend.ageOf(entry.path, Date.now());
+        if (age === null || age < (entry.kind === 'lock' ? this.#options.lockStaleMs : tempMaxAgeMs)) return;
+        counts.debris++;
+        if (!dryRun && (await this.#backend.removeDebris(entry))) counts.debrisRemoved++;
+        return;
+      }
+      counts.scanned++;
+      const snapshot = await this.#backend.readHeader(entry.path);
+      if (snapshot === null) return;
+      if (snapshot.header === null) {
+        counts.unreadable++;
+        return;
+      }
+      if (!isExpired(snapshot.header, snapshot.mtimeMs, now)) return;
+      counts.expired++;
+      if (dryRun) return;
+      // Under the lock, and checked again: a request may have used it a moment ago. A session
+      // locked right now is in use; the next gc will see it.
+      const removed = await this.#backend.tryLock(entry.name, async (assertHeld) => {
+        const again = await this.#backend.readHeader(entry.path);
+        if (again === null || again.header === null || !isExpired(again.header, again.mtimeMs, this.#options.now())) return false;
+        assertHeld();
+        return this.#backend.remove(entry.name);
+      });
+      if (removed === true) counts.removed++;
+    };
+
+    await forEachLimited(this.#backend.scan(), 8, visit);
+    const report: GcReport = { ...counts, durationMs: performance.now() - started };
+    this.emit('gc', report);
+    return report;
+  }
+
+  /**
+   * Ends every live session whose data matches `predicate` ("log out everywhere"), streaming
+   * over the data dir. Returns how many were ended.
+   */
+  async destroyWhere(predicate: (data: ReadonlyMap<string, JsonValue>) => boolean): Promise<number> {
+    let ended = 0;
+    await forEachLimited(this.#backend.scan(), 4, async (entry) => {
+      if (entry.kind !== 'session') return;
+      const outcome = await this.#backend.readName(entry.name);
+      if (outcome.state === 'tampered') this.emit('tamper', { file: this.#backend.relative(entry.name), reason: outcome.reason });
+      if (outcome.state !== 'found') return;
+      const { session } = outcome;
+      if (isExpired(session.header, session.mtimeMs, this.#options.now()) || !predicate(session.data)) return;
+      if (await this.destroy(session.id)) ended++;
+    });
+    return ended;
+  }
+}
+
+type JobResult = 'changed' | 'unchanged' | 'gone' | 'existed' | 'absent' | SealedSessionError;
+
+interface Plan {
+  readonly exists: boolean;
+  readonly data: SessionData;
+  readonly dataJson: string;
+  readonly results: readonly JobResult[];
+  readonly tooLarge: boolean;
+}
+
+function jsonOf(data: SessionData): string {
+  return JSON.stringify(Object.fromEntries(data));
+}
+
+/** Replays a batch of jobs, in order, onto the latest stored version (pure: decides, writes nothing). */
+function planBatch(base: StoredSession | null, batch: readonly Job[], maxBytes: number, checkEach: boolean): Plan {
+  let exists = base !== null;
+  let destroyed = false;
+  let data: SessionData = base?.data ?? new Map<string, JsonValue>();
+  // Only the one-by-one replay needs the JSON of every step.
+  let dataJson = checkEach ? jsonOf(data) : '';
+  const results: JobResult[] = [];
+  for (const job of batch) {
+    if (job.kind === 'destroy') {
+      results.push(exists ? 'existed' : 'absent');
+      exists = false;
+      destroyed = true;
+      data = new Map();
+      continue;
+    }
+    if (destroyed || (!exists && !job.isNew)) {
+      results.push('gone');
+      continue;
+    }
+    const next = applyChanges(data, job.changes);
+    if (checkEach) {
+      const json = jsonOf(next);
+      if (Buffer.byteLength(json, 'utf8') > maxBytes) {
+        results.push(tooLargeError(maxBytes));
+        continue;
+      }
+      dataJson = json;
+    }
+    data = next;
+    exists = true;
+    results.push('changed');
+  }
+  if (!checkEach) dataJson = jsonOf(data);
+  return { exists, data, dataJson, results, tooLarge: exists && Buffer.byteLength(dataJson, 'utf8') > maxBytes };
+}
+
+function tooLargeError(maxBytes: number): SealedSessionError {
+  return new SealedSessionError('ERR_SESSION_TOO_LARGE', `a session may hold at most ${maxBytes} bytes of JSON`);
+}
+
+/** Runs `fn` over an async stream with at most `limit` calls in flight; stops at the first error. */
+async function forEachLimited<T>(source: AsyncIterable<T>, limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  const running = new Set<Promise<void>>();
+  let failure: { error: unknown } | undefined;
+  for await (const item of source) {
+    if (failure !== undefined) break;
+    const task = fn(item).then(
+      () => {
+        running.delete(task);
+      },
+      (error: unknown) => {
+        running.delete(task);
+        failure ??= { error };
+      },
+    );
+    running.add(task);
+    if (running.size >= limit) await Promise.race(running);
+  }
+  await Promise.all(running);
+  if (failure !== undefined) throw failure.error;
+}
