@@ -1,0 +1,279 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import test from 'ava';
+import { defaultIo, type Io } from '../src/io.js';
+import { openStore, type GcReport } from '../src/index.js';
+import { manualClock } from './helpers/clock.js';
+import { KEY, listFiles, tempDir } from './helpers/temp-dir.js';
+
+const run = promisify(execFile);
+
+/** An io that counts atomic writes: a rewrite is what a user pays for in disk time. */
+function countingIo(): { io: Io; writes: () => number } {
+  let writes = 0;
+  return {
+    io: {
+      ...defaultIo,
+      writeFileAtomic: (file, data) => {
+        writes++;
+        return defaultIo.writeFileAtomic(file, data);
+      },
+    },
+    writes: () => writes,
+  };
+}
+
+test('a value set and saved is there on the next load, in this process and in another', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore({ dir, keys: KEY });
+  const session = store.create();
+  session.set('user', 'alice').set('roles', ['admin']);
+  await session.save();
+  t.false(session.isNew);
+
+  const again = await store.load(session.id);
+  t.deepEqual(again?.toJSON(), { user: 'alice', roles: ['admin'] });
+
+  const script = `
+    import { openStore } from './src/index.ts';
+    const store = await openStore({ dir: process.argv[1], keys: process.argv[2] });
+    const s = await store.load(process.argv[3]);
+    s.set('from', 'child');
+    await s.save();
+    process.stdout.write(JSON.stringify(s.toJSON()));`;
+  const { stdout } = await run(process.execPath, ['--import=tsx/esm', '--input-type=module', '-e', script, dir, KEY, session.id], {
+    cwd: path.resolve(import.meta.dirname, '..'),
+  });
+  t.deepEqual(JSON.parse(stdout), { user: 'alice', roles: ['admin'], from: 'child' });
+  t.is((await store.load(session.id))?.get('from'), 'child');
+});
+
+test('a new session is stored at its first commit even when empty', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore({ dir, keys: KEY });
+  const session = store.create();
+  t.deepEqual(await listFiles(dir), []);
+  t.is(await store.commit(session), 'written');
+  t.is((await listFiles(dir)).length, 1);
+  t.not(await store.load(session.id), null);
+});
+
+test('unknown, malformed and hostile ids are "no session" and create nothing', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore({ dir, keys: KEY });
+  for (const id of ['', 'x', 'A'.repeat(43), '../../etc/passwd', 'A'.repeat(42) + '\0', '%2e%2e%2f', 'é'.repeat(43), 'A'.repeat(8192)]) {
+    t.is(await store.load(id), null);
+    t.false(await store.destroy(id));
+  }
+  t.deepEqual(await listFiles(dir), []);
+});
+
+test('nothing changed → nothing written; a change → one write', async (t) => {
+  const dir = await tempDir(t);
+  const counter = countingIo();
+  const store = await openStore({ dir, keys: KEY, io: counter.io });
+  const session = store.create();
+  session.set('a', 1);
+  await session.save();
+  t.is(counter.writes(), 1);
+
+  const loaded = (await store.load(session.id))!;
+  t.is(await store.commit(loaded), 'unchanged');
+  loaded.set('a', 1); // same value: the merged result equals what is stored
+  t.is(await store.commit(loaded), 'unchanged');
+  loaded.delete('absent');
+  t.is(await store.commit(loaded), 'unchanged');
+  t.is(counter.writes(), 1);
+
+  loaded.set('a', 2);
+  t.is(await store.commit(loaded), 'written');
+  t.is(counter.writes(), 2);
+});
+
+test('commits queued on one session in one process are coalesced into fewer writes, none lost', async (t) => {
+  const dir = await tempDir(t);
+  const counter = countingIo();
+  const store = await openStore({ dir, keys: KEY, io: counter.io });
+  const session = store.create();
+  await session.save();
+  const copies = await Promise.all(Array.from({ length: 50 }, () => store.load(session.id)));
+  await Promise.all(copies.map((copy, index) => copy!.set(`k${index}`, index).save()));
+  const final = (await store.load(session.id))!;
+  t.deepEqual(
+    [...final.keys()].sort(),
+    Array.from({ length: 50 }, (_, index) => `k${index}`).sort(),
+  );
+  // 1 create + at most a handful of batches, far fewer than 50.
+  t.true(counter.writes() <= 6, `${counter.writes()} writes for 50 commits`);
+  t.is(final.get('k49'), 49);
+});
+
+test('idle timeout: a session unused for idleTimeout seconds is gone on read, even with no gc', async (t) => {
+  const dir = await tempDir(t);
+  const clock = manualClock();
+  const store = await openStore({ dir, keys: KEY, now: clock.now, idleTimeout: 60, touchInterval: 10 });
+  const session = store.create();
+  await session.save();
+  clock.advance(59);
+  t.not(await store.load(session.id), null);
+  // That load kept it alive: another 59 s is fine.
+  clock.advance(59);
+  t.not(await store.load(session.id), null);
+  clock.advance(60);
+  t.is(await store.load(session.id), null);
+});
+
+test('absolute timeout holds however much the session is used', async (t) => {
+  const dir = await tempDir(t);
+  const clock = manualClock();
+  const store = await openStore({ dir, keys: KEY, now: clock.now, idleTimeout: 60, absoluteTimeout: 150, touchInterval: 1 });
+  const session = store.create();
+  await session.save();
+  for (let elapsed = 30; elapsed <= 120; elapsed += 30) {
+    clock.advance(30);
+    const loaded = await store.load(session.id);
+    t.not(loaded, null);
+    loaded!.set('t', elapsed);
+    await loaded!.save();
+  }
+  clock.advance(29);
+  t.not(await store.load(session.id), null, 'at 149 s it is still there');
+  clock.advance(1);
+  t.is(await store.load(session.id), null);
+});
+
+test('keeping a session alive never rewrites its file, and marks use at most once per touchInterval', async (t) => {
+  const dir = await tempDir(t);
+  const clock = manualClock();
+  const counter = countingIo();
+  const store = await openStore({ dir, keys: KEY, now: clock.now, idleTimeout: 600, touchInterval: 60, io: counter.io });
+  const session = store.create();
+  session.set('v', 'x'.repeat(100));
+  await session.save();
+  const [file] = await listFiles(dir);
+  const filePath = path.join(dir, file!);
+  const bytes = await fs.readFile(filePath);
+  const firstMtime = (await fs.stat(filePath)).mtimeMs;
+
+  clock.advance(30);
+  await store.load(session.id);
+  t.is((await fs.stat(filePath)).mtimeMs, firstMtime, 'no mark within the interval');
+
+  clock.advance(40);
+  await store.load(session.id);
+  t.is(Math.round((await fs.stat(filePath)).mtimeMs), Math.round(clock.now()), 'marked as used');
+  t.deepEqual(await fs.readFile(filePath), bytes, 'same bytes: not rewritten');
+  t.is(counter.writes(), 1);
+});
+
+test('a commit never brings back a session that expired meanwhile', async (t) => {
+  const dir = await tempDir(t);
+  const clock = manualClock();
+  const store = await openStore({ dir, keys: KEY, now: clock.now, idleTimeout: 60 });
+  const session = store.create();
+  await session.save();
+  const loaded = (await store.load(session.id))!;
+  clock.advance(61);
+  loaded.set('late', true);
+  t.is(await store.commit(loaded), 'gone');
+  t.true(loaded.isGone);
+  t.is(await store.load(session.id), null);
+});
+
+test('destroy removes the file at once; a later commit of a copy does not recreate it', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore({ dir, keys: KEY });
+  const session = store.create();
+  session.set('a', 1);
+  await session.save();
+  const copy = (await store.load(session.id))!;
+  t.true(await store.destroy(session.id));
+  t.deepEqual(await listFiles(dir), []);
+  t.is(await store.load(session.id), null);
+  copy.set('b', 2);
+  t.is(await store.commit(copy), 'gone');
+  t.deepEqual(await listFiles(dir), []);
+  t.false(await store.destroy(session.id));
+});
+
+test('gc removes exactly the expired sessions, reports them, and a dry run removes nothing', async (t) => {
+  const dir = await tempDir(t);
+  const clock = manualClock();
+  const shortLived = await openStore({ dir, keys: KEY, now: clock.now, idleTimeout: 60 });
+  const longLived = await openStore({ dir, keys: KEY, now: clock.now, idleTimeout: 3600 });
+  const doomed = await Promise.all(Array.from({ length: 7 }, async () => {
+    const s = shortLived.create();
+    await s.save();
+    return s.id;
+  }));
+  const kept = await Promise.all(Array.from({ length: 5 }, async () => {
+    const s = longLived.create();
+    await s.save();
+    return s.id;
+  }));
+  clock.advance(120);
+
+  const events: GcReport[] = [];
+  longLived.on('gc', (report) => events.push(report));
+  const dry = await longLived.gc({ dryRun: true });
+  t.like(dry, { scanned: 12, expired: 7, removed: 0 });
+  t.is((await listFiles(dir)).length, 12);
+
+  const report = await longLived.gc();
+  t.like(report, { scanned: 12, expired: 7, removed: 7, unreadable: 0 });
+  t.is(events.length, 2);
+  t.is((await listFiles(dir)).length, 5);
+  for (const id of kept) t.not(await longLived.load(id), null);
+  for (const id of doomed) t.is(await longLived.load(id), null);
+});
+
+test('destroyWhere ends exactly the sessions whose data matches', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore({ dir, keys: KEY });
+  const ids: Record<string, string[]> = { alice: [], bob: [] };
+  for (const user of ['alice', 'bob', 'alice', 'bob', 'alice']) {
+    const s = store.create();
+    s.set('user', user);
+    await s.save();
+    ids[user]!.push(s.id);
+  }
+  t.is(await store.destroyWhere((data) => data.get('user') === 'alice'), 3);
+  for (const id of ids['alice']!) t.is(await store.load(id), null);
+  for (const id of ids['bob']!) t.is((await store.load(id))?.get('user'), 'bob');
+});
+
+test('options are checked up front with ERR_SESSION_OPTION', async (t) => {
+  const dir = await tempDir(t);
+  for (const bad of [{ idleTimeout: 0 }, { idleTimeout: 1.5 }, { absoluteTimeout: -1 }, { maxBytes: Number.NaN }, { lockStale: 1 }, { dir: '' }]) {
+    await t.throwsAsync(openStore({ dir, keys: KEY, ...bad }), { instanceOf: TypeError, code: 'ERR_SESSION_OPTION' } as never);
+  }
+});
+
+test('the data dir is created 0700, and opening reads no session', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore({ dir, keys: KEY });
+  t.is((await fs.stat(dir)).mode & 0o777, 0o700);
+  t.is(store.dir, dir);
+});
+
+test('no src module but io.ts touches the disk directly', async (t) => {
+  const srcDir = path.resolve(import.meta.dirname, '../src');
+  const offenders: string[] = [];
+  for (const file of await fs.readdir(srcDir)) {
+    if (!file.endsWith('.ts') || file === 'io.ts' || file === 'bin.ts' || file === 'cli.ts') continue;
+    const text = await fs.readFile(path.join(srcDir, file), 'utf8');
+    if (/^import[^;]*from '(node:)?fs(\/promises)?'|^import[^;]*from '(proper-lockfile|write-file-atomic)'/m.test(text)) offenders.push(file);
+  }
+  t.deepEqual(offenders, []);
+});
+
+test('the library never writes to the console', async (t) => {
+  const srcDir = path.resolve(import.meta.dirname, '../src');
+  for (const file of await fs.readdir(srcDir)) {
+    if (!file.endsWith('.ts') || file === 'cli.ts' || file === 'bin.ts' || file.startsWith('demo')) continue;
+    const text = await fs.readFile(path.join(srcDir, file), 'utf8');
+    t.notRegex(text, /console\.(log|error|warn|info|debug)\(/, file);
+  }
+});
