@@ -8,7 +8,7 @@ export type SealedSessionErrorCode =
   | 'ERR_SESSION_KEY_WEAK'
   | 'ERR_SESSION_KEYS_MISSING'
   | 'ERR_SESSION_OPTION'
-  | 'ERR_SESSION_ID';
+  | 'ERR_SESSION_HEADERS_SENT';
 
 const brand = Symbol.for('sealed-sessions.error');
 

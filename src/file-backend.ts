@@ -44,6 +44,7 @@ export type ScanEntry =
 export interface HeaderSnapshot {
   readonly header: EnvelopeHeader | null;
   readonly mtimeMs: number;
+  readonly size: number;
 }
 
 function ioError(action: string, error: unknown): SealedSessionError {
@@ -120,7 +121,7 @@ export class FileBackend {
   async readHeader(filePath: string): Promise<HeaderSnapshot | null> {
     try {
       const snapshot = await this.#io.readFile(filePath, HEADER_BYTES);
-      return { header: readHeader(snapshot.data), mtimeMs: snapshot.mtimeMs };
+      return { header: readHeader(snapshot.data), mtimeMs: snapshot.mtimeMs, size: snapshot.size };
     } catch (error) {
       if (errorCode(error) === 'ENOENT') return null;
       throw ioError('read a session file', error);

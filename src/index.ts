@@ -1,5 +1,5 @@
 export { openStore, Store, isExpired } from './store.js';
-export type { CommitOutcome, GcOptions, GcReport, StoreEvents } from './store.js';
+export type { CommitOutcome, GcOptions, GcReport, StoreEvents, StoreStats } from './store.js';
 export type { StoreOptions } from './options.js';
 export { Session } from './session.js';
 export type { JsonValue } from './json-value.js';
@@ -7,3 +7,7 @@ export { SealedSessionError, isSealedSessionError } from './errors.js';
 export type { SealedSessionErrorCode } from './errors.js';
 export { generateKey } from './keys.js';
 export type { Io } from './io.js';
+export { sessions } from './middleware.js';
+export type { SessionsOptions, RequestWithTransaction } from './middleware.js';
+export { Transaction } from './transaction.js';
+export type { CookieOptions } from './cookie.js';

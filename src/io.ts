@@ -11,6 +11,8 @@ import writeFileAtomic from 'write-file-atomic';
 export interface FileSnapshot {
   readonly data: Buffer;
   readonly mtimeMs: number;
+  /** The file's whole size, whatever was read. */
+  readonly size: number;
 }
 
 export interface LockRequest {
@@ -61,10 +63,10 @@ function readWhole(path: string, limit: number): Promise<FileSnapshot> {
         const buffer = Buffer.allocUnsafe(size);
         let offset = 0;
         const readMore = () => {
-          if (offset >= size) return finish(null, { data: buffer, mtimeMs: stats.mtimeMs });
+          if (offset >= size) return finish(null, { data: buffer, mtimeMs: stats.mtimeMs, size: stats.size });
           fs.read(fd, buffer, offset, size - offset, offset, (readError, bytesRead) => {
             if (readError) return finish(readError);
-            if (bytesRead === 0) return finish(null, { data: buffer.subarray(0, offset), mtimeMs: stats.mtimeMs });
+            if (bytesRead === 0) return finish(null, { data: buffer.subarray(0, offset), mtimeMs: stats.mtimeMs, size: stats.size });
             offset += bytesRead;
             readMore();
           });

@@ -117,16 +117,32 @@ export class Store extends EventEmitter<StoreEvents> {
    * @throws SealedSessionError `ERR_SESSION_STORE_IO` when the disk fails.
    */
   async load(id: string): Promise<Session | null> {
+    return (await this.loadForRequest(id))?.session ?? null;
+  }
+
+  /**
+   * `load()`, also telling whether this load marked the session as used (a transaction then
+   * refreshes the cookie's Max-Age).
+   * @internal
+   */
+  async loadForRequest(id: string): Promise<{ session: Session; touched: boolean } | null> {
     const stored = await this.#readLive(id);
     if (stored === null) return null;
     const now = this.#options.now();
+    let touched = false;
     if (now - Math.max(stored.header.written, stored.mtimeMs) >= this.#options.touchIntervalMs) {
       const name = this.#backend.nameOf(id);
-      await this.#backend.touch(name, now).catch((error: unknown) => {
+      touched = await this.#backend.touch(name, now).catch((error: unknown) => {
         this.emit('warning', { message: 'could not mark a session as used', error });
+        return false;
       });
     }
-    return new Session(id, stored.data, false, this);
+    return { session: new Session(id, stored.data, false, this), touched };
+  }
+
+  /** True when committing `session` would store something (it is new or has changes). */
+  needsCommit(session: Session): boolean {
+    return !session.isGone && (session.isNew || sessionInternals(session).hasPendingChanges());
   }
 
   async #readLive(id: string): Promise<StoredSession | null> {
@@ -298,6 +314,47 @@ export class Store extends EventEmitter<StoreEvents> {
   }
 
   /**
+   * Counts what is on disk, from clear-text headers and file sizes only (no decryption, no key
+   * needed beyond opening the store): sessions, bytes, expired-but-not-collected, debris, per key
+   * id, and how long the live sessions have left. Streams like gc.
+   */
+  async stats(): Promise<StoreStats> {
+    const now = this.#options.now();
+    const expiresIn = EXPIRY_BUCKETS.map((bucket) => ({ ...bucket, sessions: 0 }));
+    const byKeyId: Record<string, number> = {};
+    const totals = { sessions: 0, bytes: 0, live: 0, expired: 0, unreadable: 0, debris: 0 };
+    let oldestCreated: number | null = null;
+    let newestCreated: number | null = null;
+    await forEachLimited(this.#backend.scan(), 8, async (entry) => {
+      if (entry.kind !== 'session') {
+        totals.debris++;
+        return;
+      }
+      const snapshot = await this.#backend.readHeader(entry.path);
+      if (snapshot === null) return;
+      totals.sessions++;
+      totals.bytes += snapshot.size;
+      const { header } = snapshot;
+      if (header === null) {
+        totals.unreadable++;
+        return;
+      }
+      byKeyId[header.keyIdHex] = (byKeyId[header.keyIdHex] ?? 0) + 1;
+      if (isExpired(header, snapshot.mtimeMs, now)) {
+        totals.expired++;
+        return;
+      }
+      totals.live++;
+      oldestCreated = Math.min(oldestCreated ?? header.created, header.created);
+      newestCreated = Math.max(newestCreated ?? header.created, header.created);
+      const deadline = Math.min(header.absoluteDeadline, Math.max(header.written, snapshot.mtimeMs) + header.idleSeconds * 1000);
+      const left = (deadline - now) / 1000;
+      expiresIn.find((bucket) => left <= bucket.upTo)!.sessions++;
+    });
+    return { ...totals, byKeyId, oldestCreated, newestCreated, expiresIn };
+  }
+
+  /**
    * Ends every live session whose data matches `predicate` ("log out everywhere"), streaming
    * over the data dir. Returns how many were ended.
    */
@@ -314,6 +371,38 @@ export class Store extends EventEmitter<StoreEvents> {
     });
     return ended;
   }
+}
+
+/** Buckets of "time left before expiry", in seconds. */
+const EXPIRY_BUCKETS = [
+  { label: '< 1 min', upTo: 60 },
+  { label: '< 5 min', upTo: 300 },
+  { label: '< 15 min', upTo: 900 },
+  { label: '< 30 min', upTo: 1800 },
+  { label: '< 1 h', upTo: 3600 },
+  { label: '< 1 day', upTo: 86_400 },
+  { label: '≥ 1 day', upTo: Number.POSITIVE_INFINITY },
+] as const;
+
+export interface StoreStats {
+  /** Session files, live or not. */
+  readonly sessions: number;
+  /** Bytes of the session files. */
+  readonly bytes: number;
+  readonly live: number;
+  /** Expired, not yet removed by gc. */
+  readonly expired: number;
+  /** Files with a session's name but not our format. */
+  readonly unreadable: number;
+  /** Lock folders and temp files (in use or left by killed processes). */
+  readonly debris: number;
+  /** Session files per key id (hex): what a key rotation still has to rewrite. */
+  readonly byKeyId: Readonly<Record<string, number>>;
+  /** Creation times (ms) of the oldest and newest live sessions. */
+  readonly oldestCreated: number | null;
+  readonly newestCreated: number | null;
+  /** Live sessions by time left before they expire. */
+  readonly expiresIn: ReadonlyArray<{ readonly label: string; readonly upTo: number; readonly sessions: number }>;
 }
 
 type JobResult = 'changed' | 'unchanged' | 'gone' | 'existed' | 'absent' | SealedSessionError;

@@ -1,0 +1,91 @@
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { isSealedSessionError, openStore, sessions, type Store } from '../src/index.js';
+import { renderError, renderPage } from './page.js';
+
+const NOTICES: Record<string, string> = {
+  created: 'A session was created: your browser now holds its signed cookie.',
+  set: 'Stored. Reload the page: the value comes back from the encrypted file.',
+  deleted: 'Deleted.',
+  regenerated: 'New id, same data: the old file is gone (this is what a login should do).',
+  expired: 'Your session is expired: its file is gone and the cookie cleared.',
+};
+
+/** The demo app: WebStack's sessions example as a page, plus a panel about the store. */
+export function createApp(store: Store): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(sessions({ store }));
+  app.use(express.urlencoded({ extended: false, limit: '16kb' }));
+
+  app.get('/', async (req, res) => {
+    const session = await req.trans.getSession(false);
+    const notice = typeof req.query['done'] === 'string' ? NOTICES[req.query['done']] : undefined;
+    res.type('html').send(renderPage({ session: session === null ? null : { entries: [...session] }, stats: await store.stats(), notice }));
+  });
+
+  app.post('/create', async (req, res) => {
+    await req.trans.getSession();
+    res.redirect(303, '/?done=created');
+  });
+
+  app.post('/set', async (req, res) => {
+    const { name, value } = req.body as Record<string, unknown>;
+    if (typeof name !== 'string' || name.trim() === '' || name.length > 100 || (value !== undefined && typeof value !== 'string')) {
+      res.status(400).type('html').send(renderError(400, 'That did not look right', 'A name (1–100 characters) and a text value are needed.'));
+      return;
+    }
+    const session = await req.trans.getSession();
+    session.set(name.trim(), value ?? '');
+    res.redirect(303, '/?done=set');
+  });
+
+  app.post('/delete', async (req, res) => {
+    const { name } = req.body as Record<string, unknown>;
+    const session = await req.trans.getSession(false);
+    if (session !== null && typeof name === 'string') session.delete(name);
+    res.redirect(303, '/?done=deleted');
+  });
+
+  app.post('/regenerate', async (req, res) => {
+    await req.trans.regenerateSession();
+    res.redirect(303, '/?done=regenerated');
+  });
+
+  app.post('/expire', async (req, res) => {
+    await req.trans.expireSession();
+    res.redirect(303, '/?done=expired');
+  });
+
+  app.use((_req, res) => {
+    res.status(404).type('html').send(renderError(404, 'Not found', 'There is no such page in this demo.'));
+  });
+
+  // A friendly page, never a stack trace; the code is what an operator looks up.
+  app.use((error: unknown, _req: Request, res: Response, next: NextFunction) => {
+    if (res.headersSent) return next(error);
+    const status = typeof (error as { status?: unknown }).status === 'number' ? (error as { status: number }).status : 500;
+    const detail = isSealedSessionError(error)
+      ? `The session store reported ${error.code}. Your data was not changed; please try again.`
+      : status < 500
+        ? 'The request could not be understood.'
+        : 'Something went wrong on our side. Please try again.';
+    if (status >= 500) console.error('demo: request failed:', isSealedSessionError(error) ? error.code : error);
+    res.status(status).type('html').send(renderError(status, status < 500 ? 'Bad request' : 'Sorry, that failed', detail));
+  });
+  return app;
+}
+
+const store = await openStore({ dir: process.env['SESSIONS_DIR'] ?? 'sessions-data' });
+const gcTimer = setInterval(() => {
+  store.gc().catch((error: unknown) => console.error('demo: gc failed:', error));
+}, 10 * 60 * 1000);
+gcTimer.unref();
+store.on('tamper', ({ file, reason }) => console.warn(`demo: unreadable session file ${file} (${reason})`));
+
+const host = process.env['HOST'] ?? '127.0.0.1';
+const port = Number(process.env['PORT'] ?? 3000);
+const server = createApp(store).listen(port, host, () => {
+  const address = server.address();
+  const actual = typeof address === 'object' && address !== null ? address.port : port;
+  console.log(`sealed-sessions demo on http://${host}:${actual} (data in ${store.dir})`);
+});
