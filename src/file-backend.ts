@@ -66,8 +66,9 @@ export class FileBackend {
     this.#keyring = keyring;
     this.#io = io;
     this.#lock = lock;
-    // Data JSON plus the id wrapper and the envelope: anything larger was not written by us.
-    this.#maxFileBytes = maxBytes + ENVELOPE_OVERHEAD + 128;
+    // A bound on what a read pulls into memory. Generous, so that sessions written under a
+    // larger `maxBytes` than today's still open (a commit enforces `maxBytes`, not a read).
+    this.#maxFileBytes = Math.max(4 * maxBytes, 16 * 1024 * 1024) + ENVELOPE_OVERHEAD + 128;
   }
 
   get keyring(): Keyring {

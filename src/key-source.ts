@@ -27,6 +27,13 @@ export async function resolveSecrets(keys: string | readonly string[] | undefine
     );
   }
   const file = devKeyPath(dir);
+  // The key lives beside the data dir: create the dir (and its missing parents) first, never
+  // touching the mode of a parent that already exists.
+  try {
+    await io.mkdir(dir, 0o700);
+  } catch (error) {
+    throw keyFileError(error);
+  }
   let created = false;
   let key: string;
   try {

@@ -84,6 +84,8 @@ export function resolveOptions(options: StoreOptions = {}): ResolvedOptions {
     throw sessionTypeError('ERR_SESSION_OPTION', 'option `keys` must be a string or an array of strings');
   }
   const idleTimeout = positive('idleTimeout', options.idleTimeout, 30 * 60, true);
+  // Each file's header holds it in 32 bits (136 years).
+  if (idleTimeout > 0xffff_ffff) throw sessionTypeError('ERR_SESSION_OPTION', 'option `idleTimeout` must be at most 4294967295 seconds');
   const absoluteTimeout = positive('absoluteTimeout', options.absoluteTimeout, 7 * 24 * 3600);
   const lockStale = positive('lockStale', options.lockStale, 10);
   if (lockStale < 2) throw sessionTypeError('ERR_SESSION_OPTION', 'option `lockStale` must be at least 2 seconds');

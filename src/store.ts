@@ -230,7 +230,10 @@ export class Store extends EventEmitter<StoreEvents> {
 
     let written = false;
     if (!plan.exists) {
-      if (onDisk) {
+      // Only a destroy removes a file. A file this process cannot open (sealed under a key it
+      // lacks, say, by a newer server mid-rotation) is left alone: it is "no session" here, not
+      // ours to delete.
+      if (onDisk && batch.some((job) => job.kind === 'destroy')) {
         assertHeld();
         await this.#backend.remove(name);
       }
