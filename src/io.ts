@@ -13,6 +13,13 @@ export interface FileSnapshot {
   readonly mtimeMs: number;
   /** The file's whole size, whatever was read. */
   readonly size: number;
+  /** Identifies this version of the file (inode, size, mtime and ctime in ns): any rewrite, rename or touch changes it. */
+  readonly version: string;
+}
+
+export interface FileVersion {
+  readonly version: string;
+  readonly mtimeMs: number;
 }
 
 export interface LockRequest {
@@ -27,6 +34,8 @@ export type Release = () => Promise<void>;
 export interface Io {
   /** The whole file with its mtime; at most `limit` bytes (more → reads `limit + 1`). ENOENT propagates. */
   readFile(path: string, limit: number): Promise<FileSnapshot>;
+  /** The file's version (see FileSnapshot) by one stat; ENOENT propagates. */
+  stat(path: string): Promise<FileVersion>;
   /** temp file → write → fsync → rename, mode 0600. */
   writeFileAtomic(path: string, data: Buffer): Promise<void>;
   /** Creates a folder (and missing parents) and makes sure the folder itself has `mode`. */
@@ -45,6 +54,10 @@ export interface Io {
   createExclusive(path: string, text: string): Promise<void>;
 }
 
+function versionOf(stats: fs.BigIntStats): string {
+  return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`;
+}
+
 function readWhole(path: string, limit: number): Promise<FileSnapshot> {
   // Callback API: one promise per read instead of a FileHandle per read (measurably cheaper on
   // the hot path of every request).
@@ -57,16 +70,19 @@ function readWhole(path: string, limit: number): Promise<FileSnapshot> {
           else resolve(snapshot!);
         });
       };
-      fs.fstat(fd, (statError, stats) => {
+      fs.fstat(fd, { bigint: true }, (statError, stats) => {
         if (statError) return finish(statError);
-        const size = Math.min(stats.size, limit + 1);
+        const fileSize = Number(stats.size);
+        const mtimeMs = Number(stats.mtimeNs) / 1e6;
+        const version = versionOf(stats);
+        const size = Math.min(fileSize, limit + 1);
         const buffer = Buffer.allocUnsafe(size);
         let offset = 0;
         const readMore = () => {
-          if (offset >= size) return finish(null, { data: buffer, mtimeMs: stats.mtimeMs, size: stats.size });
+          if (offset >= size) return finish(null, { data: buffer, mtimeMs, size: fileSize, version });
           fs.read(fd, buffer, offset, size - offset, offset, (readError, bytesRead) => {
             if (readError) return finish(readError);
-            if (bytesRead === 0) return finish(null, { data: buffer.subarray(0, offset), mtimeMs: stats.mtimeMs, size: stats.size });
+            if (bytesRead === 0) return finish(null, { data: buffer.subarray(0, offset), mtimeMs, size: fileSize, version });
             offset += bytesRead;
             readMore();
           });
@@ -82,6 +98,10 @@ const gid = process.getgid?.() ?? 0;
 
 export const defaultIo: Io = {
   readFile: readWhole,
+  stat: async (path) => {
+    const stats = await fs.promises.stat(path, { bigint: true });
+    return { version: versionOf(stats), mtimeMs: Number(stats.mtimeNs) / 1e6 };
+  },
   writeFileAtomic: (path, data) =>
     // mode and chown given explicitly: write-file-atomic would otherwise copy them from the
     // file it replaces, and 0600 is the contract whatever is on disk.

@@ -47,6 +47,12 @@ export interface StoreOptions {
    * @default lockStale + 5
    */
   lockWait?: number;
+  /**
+   * Sessions kept decrypted in memory, each checked against its file by one `stat` per read (any
+   * rewrite, touch or replacement by another process changes what the stat sees). 0 turns it off.
+   * @default 10000
+   */
+  cacheSize?: number;
   /** The clock, in ms since the epoch; for tests. @default Date.now */
   now?: () => number;
   /** The disk seam; for fault-injection tests. */
@@ -62,6 +68,7 @@ export interface ResolvedOptions {
   readonly touchIntervalMs: number;
   readonly lockStaleMs: number;
   readonly lockWaitMs: number;
+  readonly cacheSize: number;
   readonly now: () => number;
   readonly io: Io;
 }
@@ -101,6 +108,7 @@ export function resolveOptions(options: StoreOptions = {}): ResolvedOptions {
     touchIntervalMs: 1000 * positive('touchInterval', options.touchInterval, Math.min(60, idleTimeout / 10)),
     lockStaleMs: 1000 * lockStale,
     lockWaitMs: 1000 * positive('lockWait', options.lockWait, lockStale + 5),
+    cacheSize: options.cacheSize === 0 ? 0 : positive('cacheSize', options.cacheSize, 10_000, true),
     now: options.now ?? Date.now,
     io: options.io ?? defaultIo,
   });

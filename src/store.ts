@@ -68,7 +68,14 @@ export function isExpired(header: EnvelopeHeader, mtimeMs: number, now: number):
 export async function openStore(options: StoreOptions = {}): Promise<Store> {
   const resolved = resolveOptions(options);
   const keyring = createKeyring(await resolveSecrets(resolved.keys, resolved.dir, resolved.io));
-  const backend = new FileBackend(resolved.dir, keyring, resolved.io, { staleMs: resolved.lockStaleMs, waitMs: resolved.lockWaitMs }, resolved.maxBytes);
+  const backend = new FileBackend(
+    resolved.dir,
+    keyring,
+    resolved.io,
+    { staleMs: resolved.lockStaleMs, waitMs: resolved.lockWaitMs },
+    resolved.maxBytes,
+    resolved.cacheSize,
+  );
   await backend.open();
   return new Store(resolved, backend);
 }
@@ -218,7 +225,7 @@ export class Store extends EventEmitter<StoreEvents> {
   }
 
   async #runBatch(name: string, id: string, batch: readonly Job[], assertHeld: () => void): Promise<void> {
-    const latest = await this.#backend.read(id);
+    const latest = await this.#backend.read(id, true);
     const now = this.#options.now();
     if (latest.state === 'tampered') this.emit('tamper', { file: this.#backend.relative(name), reason: latest.reason });
     const onDisk = latest.state !== 'missing';
@@ -243,7 +250,7 @@ export class Store extends EventEmitter<StoreEvents> {
       if (stale) {
         written = true;
         assertHeld();
-        await this.#backend.write(name, plaintext, {
+        await this.#backend.write(name, id, plan.data, plaintext, {
           created: base?.header.created ?? now,
           written: now,
           absoluteDeadline: base?.header.absoluteDeadline ?? now + this.#options.absoluteTimeout * 1000,

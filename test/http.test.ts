@@ -226,6 +226,11 @@ test('the session is loaded at most once per request, and not at all by handlers
       reads++;
       return defaultIo.readFile(file, limit);
     },
+    // A cached session is checked by one stat: that is its read.
+    stat: (file) => {
+      reads++;
+      return defaultIo.stat(file);
+    },
   };
   const store = await openStore({ dir, keys: KEY, io });
   const url = await plainServer(t, store, {

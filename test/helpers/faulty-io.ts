@@ -9,7 +9,7 @@ export type Errno = 'ENOSPC' | 'EIO' | 'EACCES';
  * Where a fault strikes. `write` fails `writeFileAtomic` before anything is written; `rename` fails
  * it after the temp file was fully written, as a crash or a full disk at the rename step would
  * (the temp file `<target>.<digits>` is left behind, as debris). Every other point is the `Io`
- * method of that name (`read` is `readFile`); `rename` also arms `Io.rename`, which the store
+ * method of that name (`read` is `readFile` and `stat`); `rename` also arms `Io.rename`, which the store
  * does not call today (whichever runs first consumes a one-shot fault).
  */
 export type FaultPoint =
@@ -75,6 +75,8 @@ export function faultyIo(base: Io = defaultIo): FaultyIo {
 
   const io: Io = {
     readFile: guard('read', 'read', base.readFile),
+    // A session read before is checked by a stat (the store's read cache): that is a read too.
+    stat: guard('read', 'stat', base.stat),
     writeFileAtomic: async (target, data) => {
       const writeFault = take('write');
       if (writeFault !== undefined) throw errnoError(writeFault, 'open', target);
