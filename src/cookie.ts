@@ -37,8 +37,6 @@ const ATTRIBUTE_VALUE = /^[\x21-\x3a\x3c-\x7e]+$/;
 // An id (43 base64url) + '.' + an HMAC-SHA256 in base64 without padding (43): anything else is
 // rejected before any HMAC is computed.
 const SIGNED_VALUE = /^[A-Za-z0-9_-]{43}\.[A-Za-z0-9+/]{43}$/;
-/** At most this many cookies of our name are tried per request. */
-const MAX_CANDIDATES = 8;
 
 export function resolveCookieOptions(options: CookieOptions = {}): CookieSettings {
   const name = options.name ?? 'sid';
@@ -62,7 +60,7 @@ export function resolveCookieOptions(options: CookieOptions = {}): CookieSetting
   });
 }
 
-/** The values of every cookie called `name` in a Cookie header, in order (never throws). */
+/** The values of every cookie called `name` in a Cookie header, in order (never throws; Node bounds the header at 16 KB). */
 export function cookieValues(header: string | undefined, name: string): string[] {
   if (header === undefined || header === '') return [];
   const values: string[] = [];
@@ -72,7 +70,6 @@ export function cookieValues(header: string | undefined, name: string): string[]
     let value = pair.slice(equals + 1).trim();
     if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
     values.push(value);
-    if (values.length === MAX_CANDIDATES) break;
   }
   return values;
 }

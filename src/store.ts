@@ -215,16 +215,22 @@ export class Store extends EventEmitter<StoreEvents> {
     while (queue.jobs.length > 0) {
       const batch = queue.jobs;
       queue.jobs = [];
+      let settle: () => void;
       try {
-        await this.#backend.withLock(name, (assertHeld) => this.#runBatch(name, queue.id, batch, assertHeld));
+        settle = await this.#backend.withLock(name, (assertHeld) => this.#runBatch(name, queue.id, batch, assertHeld));
       } catch (error) {
         for (const job of batch) job.reject(error);
+        continue;
       }
+      // Only now, with the lock released (and checked not to have been lost), do the commits
+      // resolve: the response that waits for them goes out with nothing left held.
+      settle();
     }
     this.#queues.delete(name);
   }
 
-  async #runBatch(name: string, id: string, batch: readonly Job[], assertHeld: () => void): Promise<void> {
+  /** Writes the batch's outcome under the lock; returns how to settle its jobs once the lock is released. */
+  async #runBatch(name: string, id: string, batch: readonly Job[], assertHeld: () => void): Promise<() => void> {
     const latest = await this.#backend.read(id, true);
     const now = this.#options.now();
     if (latest.state === 'tampered') this.emit('tamper', { file: this.#backend.relative(name), reason: latest.reason });
@@ -259,7 +265,7 @@ export class Store extends EventEmitter<StoreEvents> {
       }
     }
 
-    batch.forEach((job, index) => {
+    return () => batch.forEach((job, index) => {
       const result = plan.results[index]!;
       if (job.kind === 'destroy') {
         job.resolve(result === 'existed');

@@ -5,6 +5,9 @@ import { SealedSessionError } from './errors.js';
 import type { Session } from './session.js';
 import type { Store } from './store.js';
 
+/** Validly signed session cookies looked up per request, at most. */
+const MAX_LOOKUPS = 8;
+
 /**
  * One request's view of its session, after WebStack's transaction: `getSession(create)` is
  * `get_session(create)`, `expireSession()` is `expire_session()`. Works on plain node:http
@@ -92,10 +95,13 @@ export class Transaction {
   async #load(): Promise<void> {
     const secrets = this.#store.signingSecrets;
     // Several cookies of our name (a stale one for a wider path, say): the first that is
-    // validly signed and names a live session wins.
+    // validly signed and names a live session wins. Garbage costs a regex test; at most
+    // MAX_LOOKUPS signed ids are looked up, so a header full of them cannot cost many reads.
+    let lookups = 0;
     for (const value of cookieValues(this.#req.headers.cookie, this.#cookie.name)) {
       const verified = verifySignedId(value, secrets);
       if (verified === null) continue;
+      if (++lookups > MAX_LOOKUPS) break;
       const loaded = await this.#store.loadForRequest(verified.id);
       if (loaded === null) continue;
       this.#current = loaded.session;

@@ -1,0 +1,180 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import test, { type ExecutionContext } from 'ava';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { listFiles, tempDir } from './helpers/temp-dir.js';
+
+/** Debian's Chromium; `.ci/run` installs it (apt-get install chromium) when it is missing. */
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+/** 40 characters, so the demo never writes a development key file. */
+const SESSION_KEYS = 'page-test-key-0123456789-abcdefghijklmno';
+const ROOT = path.resolve(import.meta.dirname, '..');
+const READY = /sealed-sessions demo on (http:\/\/127\.0\.0\.1:\d+) \(/;
+
+interface Demo {
+  readonly url: string;
+  readonly stderr: () => string;
+}
+
+/** Starts demo/server.ts as a real child process; killed when the test ends. */
+async function startDemo(t: ExecutionContext, dataDir: string): Promise<Demo> {
+  const child: ChildProcess = spawn(process.execPath, ['--import=tsx/esm', 'demo/server.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', SESSIONS_DIR: dataDir, SESSION_KEYS },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await exited;
+  });
+
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => fail(`the demo did not print its URL within 15 s`), 15_000);
+    const onData = (): void => {
+      const match = READY.exec(stdout);
+      if (match !== null) {
+        cleanup();
+        resolve(match[1]!);
+      }
+    };
+    const onExit = (code: number | null, signal: string | null): void => fail(`the demo exited early (code ${code}, signal ${signal})`);
+    function cleanup(): void {
+      clearTimeout(timer);
+      child.stdout!.off('data', onData);
+      child.off('exit', onExit);
+    }
+    function fail(why: string): void {
+      cleanup();
+      reject(new Error(`${why}\nstdout:\n${stdout}\nstderr:\n${stderr}`));
+    }
+    child.stdout!.on('data', onData);
+    child.once('exit', onExit);
+  });
+  return { url, stderr: () => stderr };
+}
+
+async function sessionFiles(dataDir: string): Promise<string[]> {
+  return (await listFiles(dataDir)).filter((file) => file.endsWith('.sess')).sort();
+}
+
+async function status(page: Page): Promise<string | null> {
+  return page.getByTestId('status').textContent();
+}
+
+async function sessionCount(page: Page): Promise<string | null> {
+  return page.getByTestId('session-count').textContent();
+}
+
+/** The session table as [name, value] pairs, in page order. */
+async function entries(page: Page): Promise<Array<[string, string]>> {
+  const names = await page.locator('#session tbody tr td:nth-child(1)').allTextContents();
+  const values = await page.locator('#session tbody tr td.value').allTextContents();
+  return names.map((name, index) => [name, values[index] ?? '<missing>']);
+}
+
+async function sidCookie(context: BrowserContext, url: string): Promise<{ value: string; httpOnly: boolean; sameSite: string } | undefined> {
+  return (await context.cookies(url)).find((cookie) => cookie.name === 'sid');
+}
+
+/** Clicks a button that submits a form, and waits for the page the 303 redirect leads to. */
+async function submit(page: Page, button: string, done: string): Promise<void> {
+  await Promise.all([page.waitForURL((url) => url.searchParams.get('done') === done), page.getByRole('button', { name: button, exact: true }).click()]);
+}
+
+async function add(page: Page, name: string, value: string): Promise<void> {
+  await page.getByRole('textbox', { name: 'name', exact: true }).fill(name);
+  await page.getByRole('textbox', { name: 'value', exact: true }).fill(value);
+  await submit(page, 'Add', 'set');
+}
+
+test('the demo page in headless Chromium: create, add, reload, regenerate, delete, expire', async (t) => {
+  t.timeout(30_000);
+  try {
+    await fs.access(CHROMIUM, fs.constants.X_OK);
+  } catch {
+    t.fail(`Chromium is missing at ${CHROMIUM}: install it with \`apt-get install -y chromium\` (.ci/run does this in CI). This test is never skipped.`);
+    return;
+  }
+
+  const dataDir = await tempDir(t);
+  const demo = await startDemo(t, dataDir);
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  t.teardown(() => browser.close());
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.setDefaultTimeout(10_000);
+
+  // A first visit asks with getSession(false): nothing is created, on disk or in the browser.
+  await page.goto(demo.url);
+  t.is(await status(page), 'no session');
+  t.is(await sessionCount(page), '0');
+  t.deepEqual(await sessionFiles(dataDir), []);
+  t.is(await sidCookie(context, demo.url), undefined);
+
+  await submit(page, 'Create a session', 'created');
+  t.is(await status(page), 'active');
+  t.is(await sessionCount(page), '1');
+  const created = await sessionFiles(dataDir);
+  t.is(created.length, 1, 'one session file after "Create a session"');
+  const firstCookie = await sidCookie(context, demo.url);
+  t.truthy(firstCookie, 'the browser holds a sid cookie');
+  t.true(firstCookie?.httpOnly, 'the sid cookie is HttpOnly');
+  t.is(firstCookie?.sameSite, 'Lax');
+
+  await add(page, 'colour', 'teal <b>&amp;</b>');
+  t.deepEqual(await entries(page), [['colour', 'teal <b>&amp;</b>']], 'the value is shown, as text');
+  await page.reload();
+  t.is(await status(page), 'active');
+  t.deepEqual(await entries(page), [['colour', 'teal <b>&amp;</b>']], 'the value came back from the file after a reload');
+  t.deepEqual(await sessionFiles(dataDir), created);
+
+  await submit(page, 'Regenerate id', 'regenerated');
+  t.is(await status(page), 'active');
+  t.deepEqual(await entries(page), [['colour', 'teal <b>&amp;</b>']], 'the data survived the regeneration');
+  const secondCookie = await sidCookie(context, demo.url);
+  t.truthy(secondCookie);
+  t.not(secondCookie?.value, firstCookie?.value, 'the sid cookie changed');
+  t.not(secondCookie?.value.split('.')[0], firstCookie?.value.split('.')[0], 'the session id changed');
+  const regenerated = await sessionFiles(dataDir);
+  t.is(regenerated.length, 1, 'still one session file: the old one is gone');
+  t.notDeepEqual(regenerated, created, 'the session lives in a new file');
+  t.is(await sessionCount(page), '1');
+
+  await add(page, 'second', 'to be deleted');
+  t.deepEqual(await entries(page), [
+    ['colour', 'teal <b>&amp;</b>'],
+    ['second', 'to be deleted'],
+  ]);
+  await submit(page, 'delete second', 'deleted');
+  t.deepEqual(await entries(page), [['colour', 'teal <b>&amp;</b>']], 'delete removed only the second value');
+  await page.reload();
+  t.deepEqual(await entries(page), [['colour', 'teal <b>&amp;</b>']], 'the deletion was stored');
+
+  await submit(page, 'Expire session', 'expired');
+  t.is(await status(page), 'no session');
+  t.is(await sessionCount(page), '0');
+  t.is(await sidCookie(context, demo.url), undefined, 'the sid cookie is gone from the browser');
+  t.deepEqual(await sessionFiles(dataDir), [], 'no session file remains');
+  await page.reload();
+  t.is(await status(page), 'no session', 'still no session after a reload');
+
+  // SESSION_KEYS was given: no development key file beside the data dir, no dev-key warning.
+  t.deepEqual(await fs.readdir(path.dirname(dataDir)), [path.basename(dataDir)]);
+  t.false(demo.stderr().includes('SEALED_SESSIONS_DEV_KEY'), demo.stderr());
+  t.false(/request failed|Error/.test(demo.stderr()), demo.stderr());
+});
