@@ -16,7 +16,7 @@ import { fileNameOf } from './session-id.js';
  */
 const FOLDER = /^[0-9a-f]{2}$/;
 const SESSION_FILE = /^([0-9a-f]{64})\.sess$/;
-const LOCK_DIR = /^[0-9a-f]{64}\.sess\.lock$/;
+const LOCK_DIR = /^([0-9a-f]{64})\.sess\.lock$/;
 const TEMP_FILE = /^[0-9a-f]{64}\.sess\.\d+$/;
 
 /** A session as stored: its data and the envelope's clear-text header. */
@@ -38,8 +38,8 @@ export type ReadOutcome =
   | { readonly state: 'found'; readonly session: StoredSession };
 
 export type ScanEntry =
-  | { readonly kind: 'session'; readonly name: string; readonly path: string }
-  | { readonly kind: 'lock' | 'temp'; readonly path: string };
+  | { readonly kind: 'session' | 'lock'; readonly name: string; readonly path: string }
+  | { readonly kind: 'temp'; readonly path: string };
 
 export interface HeaderSnapshot {
   readonly header: EnvelopeHeader | null;
@@ -253,9 +253,10 @@ export class FileBackend {
       }
       for await (const entry of entries) {
         const entryPath = path.join(folderPath, entry.name);
-        const match = SESSION_FILE.exec(entry.name);
-        if (match !== null && entry.isFile()) yield { kind: 'session', name: match[1]!, path: entryPath };
-        else if (LOCK_DIR.test(entry.name) && entry.isDirectory()) yield { kind: 'lock', path: entryPath };
+        const session = SESSION_FILE.exec(entry.name);
+        const lock = session === null ? LOCK_DIR.exec(entry.name) : null;
+        if (session !== null && entry.isFile()) yield { kind: 'session', name: session[1]!, path: entryPath };
+        else if (lock !== null && entry.isDirectory()) yield { kind: 'lock', name: lock[1]!, path: entryPath };
         else if (TEMP_FILE.test(entry.name) && entry.isFile()) yield { kind: 'temp', path: entryPath };
       }
     }
@@ -271,17 +272,23 @@ export class FileBackend {
     }
   }
 
-  /** Removes a debris entry; false when it is gone already. */
+  /**
+   * Removes debris; false when it is gone already or turned out to be in use. A lock folder is
+   * cleared the way proper-lockfile takes over a stale lock — by locking (which succeeds only if
+   * the lock is stale) and releasing — never by a bare rmdir, which could remove a lock that
+   * another process took over a moment earlier.
+   */
   async removeDebris(entry: ScanEntry): Promise<boolean> {
+    if (entry.kind === 'lock') return (await this.tryLock(entry.name, () => Promise.resolve(true))) === true;
     try {
-      if (entry.kind === 'lock') await this.#io.rmdir(entry.path);
-      else await this.#io.unlink(entry.path);
+      await this.#io.unlink(entry.path);
       return true;
     } catch (error) {
       if (errorCode(error) === 'ENOENT') return false;
       throw ioError('remove debris from the data dir', error);
     }
   }
+
 }
 
 /** Recently read sessions, by file name, with the file version they were read from; least recently used out first. */

@@ -41,8 +41,6 @@ export interface Io {
   /** Creates a folder (and missing parents) and makes sure the folder itself has `mode`. */
   mkdir(path: string, mode: number): Promise<void>;
   unlink(path: string): Promise<void>;
-  rmdir(path: string): Promise<void>;
-  rename(from: string, to: string): Promise<void>;
   utimes(path: string, timeMs: number): Promise<void>;
   lstat(path: string): Promise<fs.Stats>;
   /** Streams a folder's entries; never lists a whole folder into memory. */
@@ -112,8 +110,6 @@ export const defaultIo: Io = {
     await fs.promises.chmod(path, mode);
   },
   unlink: (path) => fs.promises.unlink(path),
-  rmdir: (path) => fs.promises.rmdir(path),
-  rename: (from, to) => fs.promises.rename(from, to),
   utimes: (path, timeMs) => fs.promises.utimes(path, timeMs / 1000, timeMs / 1000),
   lstat: (path) => fs.promises.lstat(path),
   opendir: (path) => fs.promises.opendir(path, { bufferSize: 64 }),

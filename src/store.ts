@@ -225,6 +225,9 @@ export class Store extends EventEmitter<StoreEvents> {
       // Only now, with the lock released (and checked not to have been lost), do the commits
       // resolve: the response that waits for them goes out with nothing left held.
       settle();
+      // Let the writers just settled run on before the next batch is taken, so that whatever
+      // they commit next joins it: one write for all, rather than alternating half batches.
+      await new Promise((resolve) => setImmediate(resolve));
     }
     this.#queues.delete(name);
   }
@@ -296,6 +299,7 @@ export class Store extends EventEmitter<StoreEvents> {
 
     const visit = async (entry: ScanEntry): Promise<void> => {
       if (entry.kind !== 'session') {
+        // Real time, not `options.now`: lock staleness is proper-lockfile's, by the real clock.
         const age = await this.#backend.ageOf(entry.path, Date.now());
         if (age === null || age < (entry.kind === 'lock' ? this.#options.lockStaleMs : tempMaxAgeMs)) return;
         counts.debris++;

@@ -1,8 +1,10 @@
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
+import lockfile from 'proper-lockfile';
 import { defaultIo, type Io } from '../src/io.js';
 import { openStore, type GcReport } from '../src/index.js';
 import { manualClock } from './helpers/clock.js';
@@ -276,4 +278,32 @@ test('the library never writes to the console', async (t) => {
     const text = await fs.readFile(path.join(srcDir, file), 'utf8');
     t.notRegex(text, /console\.(log|error|warn|info|debug)\(/, file);
   }
+});
+
+test('gc clears a stale lock by taking it over, and leaves a live lock and a fresh temp file alone', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore({ dir, keys: KEY, lockStale: 2 });
+  const stale = store.create();
+  const live = store.create();
+  await Promise.all([stale.save(), live.save()]);
+  const pathOf = (id: string) => {
+    const name = createHash('sha256').update('sealed-sessions/v1/name\0').update(id).digest('hex');
+    return path.join(dir, name.slice(0, 2), `${name}.sess`);
+  };
+  // A lock its holder stopped refreshing a minute ago (a killed process), and one held right now.
+  await fs.mkdir(`${pathOf(stale.id)}.lock`);
+  const past = new Date(Date.now() - 60_000);
+  await fs.utimes(`${pathOf(stale.id)}.lock`, past, past);
+  const release = await lockfile.lock(pathOf(live.id), { realpath: false, stale: 2000 });
+  t.teardown(() => release().catch(() => undefined));
+  await fs.writeFile(`${pathOf(live.id)}.123456`, 'a write in progress');
+
+  const report = await store.gc();
+  t.like(report, { debris: 1, debrisRemoved: 1, expired: 0 });
+  await t.throwsAsync(fs.stat(`${pathOf(stale.id)}.lock`), { code: 'ENOENT' });
+  t.true((await fs.stat(`${pathOf(live.id)}.lock`)).isDirectory(), 'the live lock is kept');
+  t.true((await fs.stat(`${pathOf(live.id)}.123456`)).isFile(), 'the fresh temp file is kept');
+  // The session behind the cleared lock commits at once.
+  stale.set('after', 'gc');
+  t.is(await store.commit(stale), 'written');
 });

@@ -9,8 +9,7 @@ export type Errno = 'ENOSPC' | 'EIO' | 'EACCES';
  * Where a fault strikes. `write` fails `writeFileAtomic` before anything is written; `rename` fails
  * it after the temp file was fully written, as a crash or a full disk at the rename step would
  * (the temp file `<target>.<digits>` is left behind, as debris). Every other point is the `Io`
- * method of that name (`read` is `readFile` and `stat`); `rename` also arms `Io.rename`, which the store
- * does not call today (whichever runs first consumes a one-shot fault).
+ * method of that name (`read` is `readFile` and `stat`).
  */
 export type FaultPoint =
   | 'read'
@@ -18,7 +17,6 @@ export type FaultPoint =
   | 'rename'
   | 'mkdir'
   | 'unlink'
-  | 'rmdir'
   | 'utimes'
   | 'lstat'
   | 'opendir'
@@ -93,8 +91,6 @@ export function faultyIo(base: Io = defaultIo): FaultyIo {
     },
     mkdir: guard('mkdir', 'mkdir', base.mkdir),
     unlink: guard('unlink', 'unlink', base.unlink),
-    rmdir: guard('rmdir', 'rmdir', base.rmdir),
-    rename: guard('rename', 'rename', base.rename),
     utimes: guard('utimes', 'utime', base.utimes),
     lstat: guard('lstat', 'lstat', base.lstat),
     opendir: guard('opendir', 'opendir', base.opendir),
