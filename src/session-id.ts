@@ -20,3 +20,11 @@ export function isValidId(value: unknown): value is string {
 export function fileNameOf(id: string): string {
   return createHash('sha256').update('sealed-sessions/v1/name\0').update(id).digest('hex');
 }
+
+/**
+ * Ids the store itself accepts: its own, and express-session's, whose `genid` may make any
+ * string (up to 256 characters here). Safe whatever they hold: only their hash names a file.
+ */
+export function isStorableId(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && value.length <= 256;
+}

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { applyChanges, type ChangeSet, type SessionData } from './changes.js';
-import { SealedSessionError } from './errors.js';
+import { SealedSessionError, sessionTypeError } from './errors.js';
 import { FileBackend, plaintextOf, type ScanEntry, type StoredSession, type TamperReason } from './file-backend.js';
 import type { JsonValue } from './json-value.js';
 import { resolveSecrets } from './key-source.js';
@@ -8,10 +8,16 @@ import { createKeyring } from './keys.js';
 import { resolveOptions, type ResolvedOptions, type StoreOptions } from './options.js';
 import type { EnvelopeHeader } from './seal.js';
 import { Session, sessionInternals } from './session.js';
-import { generateId, isValidId } from './session-id.js';
+import { generateId, isStorableId } from './session-id.js';
 
 /** What a commit did: wrote a new version, found nothing to write, or found the session destroyed or expired. */
 export type CommitOutcome = 'written' | 'unchanged' | 'gone';
+
+/** @internal Deadlines set by the caller instead of the store's timeouts (express-session's cookie decides there). */
+export interface CommitOptions {
+  /** When the session expires, ms since the epoch; null: never (it is not idle-expired either). */
+  readonly expires: number | null;
+}
 
 export interface GcOptions {
   /** Count what would be removed, remove nothing. */
@@ -48,6 +54,7 @@ type Job =
       readonly session: Session;
       readonly changes: ChangeSet;
       readonly isNew: boolean;
+      readonly deadline: CommitOptions | undefined;
       readonly resolve: (outcome: CommitOutcome) => void;
       readonly reject: (error: unknown) => void;
     }
@@ -147,13 +154,37 @@ export class Store extends EventEmitter<StoreEvents> {
     return { session: new Session(id, stored.data, false, this), touched };
   }
 
+  /**
+   * A new, empty session under an id chosen by the caller (express-session owns its ids).
+   * @internal
+   */
+  createWithId(id: string): Session {
+    if (!isStorableId(id)) throw sessionTypeError('ERR_SESSION_OPTION', 'a session id must be a string of 1 to 256 characters');
+    return new Session(id, new Map(), true, this);
+  }
+
+  /**
+   * Every live session, streamed from the data dir (one folder at a time): for listings such as
+   * express-session's `all()`. Files that fail to open are reported through `tamper` and skipped.
+   */
+  async *sessions(): AsyncGenerator<Session> {
+    for await (const entry of this.#backend.scan()) {
+      if (entry.kind !== 'session') continue;
+      const outcome = await this.#backend.readName(entry.name);
+      if (outcome.state === 'tampered') this.emit('tamper', { file: this.#backend.relative(entry.name), reason: outcome.reason });
+      if (outcome.state !== 'found') continue;
+      const { session } = outcome;
+      if (!isExpired(session.header, session.mtimeMs, this.#options.now())) yield new Session(session.id, session.data, false, this);
+    }
+  }
+
   /** True when committing `session` would store something (it is new or has changes). */
   needsCommit(session: Session): boolean {
     return !session.isGone && (session.isNew || sessionInternals(session).hasPendingChanges());
   }
 
   async #readLive(id: string): Promise<StoredSession | null> {
-    if (!isValidId(id)) return null;
+    if (!isStorableId(id)) return null;
     const outcome = await this.#backend.read(id);
     if (outcome.state === 'missing') return null;
     if (outcome.state === 'tampered') {
@@ -171,10 +202,10 @@ export class Store extends EventEmitter<StoreEvents> {
    * @throws SealedSessionError `ERR_SESSION_TOO_LARGE`, `ERR_SESSION_STORE_IO`, `ERR_SESSION_LOCK_TIMEOUT`;
    *   the stored version is then intact and the changes stay pending in the session.
    */
-  commit(session: Session): Promise<CommitOutcome> {
+  commit(session: Session, options?: CommitOptions): Promise<CommitOutcome> {
     const inside = sessionInternals(session);
     if (session.isGone) return Promise.resolve('gone');
-    if (!session.isNew && !inside.hasPendingChanges()) return Promise.resolve('unchanged');
+    if (!session.isNew && !inside.hasPendingChanges() && options === undefined) return Promise.resolve('unchanged');
     const changes = inside.takeChanges();
     return new Promise((resolve, reject) => {
       this.#enqueue(session.id, {
@@ -182,6 +213,7 @@ export class Store extends EventEmitter<StoreEvents> {
         session,
         changes,
         isNew: session.isNew,
+        deadline: options,
         resolve,
         reject: (error) => {
           inside.restoreChanges(changes);
@@ -193,7 +225,7 @@ export class Store extends EventEmitter<StoreEvents> {
 
   /** Ends a session: its file is gone when this resolves. True when there was one. */
   destroy(id: string): Promise<boolean> {
-    if (!isValidId(id)) return Promise.resolve(false);
+    if (!isStorableId(id)) return Promise.resolve(false);
     return new Promise((resolve, reject) => this.#enqueue(id, { kind: 'destroy', resolve, reject }));
   }
 
@@ -255,15 +287,27 @@ export class Store extends EventEmitter<StoreEvents> {
       }
     } else {
       const plaintext = plaintextOf(id, plan.dataJson);
-      const stale = base === null || plaintext !== base.plaintext || base.header.keyIdHex !== this.#backend.keyring.primary.idHex;
+      const deadline = lastDeadline(batch);
+      const absoluteDeadline =
+        deadline !== undefined
+          ? (deadline.expires ?? Number.POSITIVE_INFINITY)
+          : (base?.header.absoluteDeadline ?? now + this.#options.absoluteTimeout * 1000);
+      // A caller-set deadline is the only one: such a session is never idle-expired.
+      const idleSeconds = deadline !== undefined ? MAX_IDLE_SECONDS : this.#options.idleTimeout;
+      const stale =
+        base === null ||
+        plaintext !== base.plaintext ||
+        base.header.keyIdHex !== this.#backend.keyring.primary.idHex ||
+        base.header.absoluteDeadline !== absoluteDeadline ||
+        base.header.idleSeconds !== idleSeconds;
       if (stale) {
         written = true;
         assertHeld();
         await this.#backend.write(name, id, plan.data, plaintext, {
           created: base?.header.created ?? now,
           written: now,
-          absoluteDeadline: base?.header.absoluteDeadline ?? now + this.#options.absoluteTimeout * 1000,
-          idleSeconds: this.#options.idleTimeout,
+          absoluteDeadline,
+          idleSeconds,
         });
       }
     }
@@ -378,19 +422,14 @@ export class Store extends EventEmitter<StoreEvents> {
    * Ends every live session whose data matches `predicate` ("log out everywhere"), streaming
    * over the data dir. Returns how many were ended.
    */
-  async destroyWhere(predicate: (data: ReadonlyMap<string, JsonValue>) => boolean): Promise<number> {
+  async destroyWhere(predicate: (session: Session) => boolean): Promise<number> {
     let ended = 0;
-    await forEachLimited(this.#backend.scan(), 4, async (entry) => {
-      if (entry.kind !== 'session') return;
-      const outcome = await this.#backend.readName(entry.name);
-      if (outcome.state === 'tampered') this.emit('tamper', { file: this.#backend.relative(entry.name), reason: outcome.reason });
-      if (outcome.state !== 'found') return;
-      const { session } = outcome;
-      if (isExpired(session.header, session.mtimeMs, this.#options.now()) || !predicate(session.data)) return;
-      if (await this.destroy(session.id)) ended++;
-    });
+    for await (const session of this.sessions()) {
+      if (predicate(session) && (await this.destroy(session.id))) ended++;
+    }
     return ended;
   }
+
 }
 
 /** Buckets of "time left before expiry", in seconds. */
@@ -423,6 +462,14 @@ export interface StoreStats {
   readonly newestCreated: number | null;
   /** Live sessions by time left before they expire. */
   readonly expiresIn: ReadonlyArray<{ readonly label: string; readonly upTo: number; readonly sessions: number }>;
+}
+
+const MAX_IDLE_SECONDS = 0xffff_ffff;
+
+function lastDeadline(batch: readonly Job[]): CommitOptions | undefined {
+  let deadline: CommitOptions | undefined;
+  for (const job of batch) if (job.kind === 'commit' && job.deadline !== undefined) deadline = job.deadline;
+  return deadline;
 }
 
 type JobResult = 'changed' | 'unchanged' | 'gone' | 'existed' | 'absent' | SealedSessionError;
