@@ -307,3 +307,32 @@ test('gc clears a stale lock by taking it over, and leaves a live lock and a fre
   stale.set('after', 'gc');
   t.is(await store.commit(stale), 'written');
 });
+
+test('stats counts what is on disk from headers alone: live, expired, bytes, debris, key ids, time left', async (t) => {
+  const dir = await tempDir(t);
+  const clock = manualClock();
+  const store = await openStore({ dir, keys: KEY, now: clock.now, idleTimeout: 600 });
+  const shortLived = await openStore({ dir, keys: KEY, now: clock.now, idleTimeout: 60 });
+  for (let index = 0; index < 3; index++) {
+    const s = store.create();
+    s.set('n', index);
+    await s.save();
+  }
+  const doomed = shortLived.create();
+  await doomed.save();
+  const [first] = await listFiles(dir);
+  await fs.writeFile(path.join(dir, `${first!}.987654`), 'temp file of a killed writer');
+  clock.advance(120);
+
+  const stats = await store.stats();
+  t.like(stats, { sessions: 4, live: 3, expired: 1, unreadable: 0, debris: 1 });
+  const onDisk = await Promise.all((await listFiles(dir)).filter((file) => file.endsWith('.sess')).map(async (file) => (await fs.stat(path.join(dir, file))).size));
+  t.is(stats.bytes, onDisk.reduce((sum, size) => sum + size, 0));
+  t.deepEqual(Object.values(stats.byKeyId), [4]);
+  // Idle 600 s, 120 s gone: each live session has 480 s left.
+  t.deepEqual(
+    stats.expiresIn.filter((bucket) => bucket.sessions > 0).map((bucket) => [bucket.label, bucket.sessions]),
+    [['< 15 min', 3]],
+  );
+  t.true(stats.oldestCreated! <= stats.newestCreated!);
+});
