@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { applyChanges, type ChangeSet, type SessionData } from './changes.js';
 import { SealedSessionError, sessionTypeError } from './errors.js';
+import { forEachLimited } from './for-each-limited.js';
 import { FileBackend, plaintextOf, type ScanEntry, type StoredSession, type TamperReason } from './file-backend.js';
 import type { JsonValue } from './json-value.js';
 import { resolveSecrets } from './key-source.js';
@@ -525,26 +526,4 @@ function planBatch(base: StoredSession | null, batch: readonly Job[], maxBytes: 
 
 function tooLargeError(maxBytes: number): SealedSessionError {
   return new SealedSessionError('ERR_SESSION_TOO_LARGE', `a session may hold at most ${maxBytes} bytes of JSON`);
-}
-
-/** Runs `fn` over an async stream with at most `limit` calls in flight; stops at the first error. */
-async function forEachLimited<T>(source: AsyncIterable<T>, limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  const running = new Set<Promise<void>>();
-  let failure: { error: unknown } | undefined;
-  for await (const item of source) {
-    if (failure !== undefined) break;
-    const task = fn(item).then(
-      () => {
-        running.delete(task);
-      },
-      (error: unknown) => {
-        running.delete(task);
-        failure ??= { error };
-      },
-    );
-    running.add(task);
-    if (running.size >= limit) await Promise.race(running);
-  }
-  await Promise.all(running);
-  if (failure !== undefined) throw failure.error;
 }
