@@ -11,7 +11,8 @@ type Callback<T> = (error: unknown, value?: T) => void;
  * destroyed or expired sessions are `(null, undefined)` at once; expiry follows
  * `session.cookie.expires`; sessions round-trip through JSON exactly; the objects passed in are
  * never mutated — and keeps the guarantees of the sealed files: encryption, locks, atomic
- * writes, per-key merging of concurrent `set()`s, tamper evidence, key rotation.
+ * writes (concurrent `set()`s of one session are serialized, each stored whole: as in
+ * MemoryStore the last one wins), tamper evidence, key rotation.
  *
  * One deliberate difference: a `touch()` that would only move `cookie.expires` by less than
  * `min(60 s, maxAge / 10)` is not written, so that an unchanged session is not rewritten on
@@ -39,8 +40,9 @@ export class SealedStore extends session.Store {
   override set(sid: string, sess: SessionData, callback?: (err?: unknown) => void): void {
     this.#run(callback, async (store) => {
       const data = copy(sess) as Record<string, JsonValue>;
-      const target = (await store.load(sid)) ?? store.createWithId(sid);
-      // The whole session is replaced, as MemoryStore does: keys it no longer has are deleted.
+      // A replacement, as in MemoryStore: committed as "clear, then set every key" onto whatever
+      // is stored, so no load is needed first, and calls queue in the order they were made.
+      const target = store.createWithId(sid);
       target.clear();
       for (const [key, value] of Object.entries(data)) target.set(key, value);
       await store.commit(target, deadlineOf(data));
@@ -59,9 +61,15 @@ export class SealedStore extends session.Store {
     this.#run(callback as Callback<undefined> | undefined, async (store) => {
       const current = await store.load(sid);
       if (current === null) return undefined;
-      const cookie = copy(sess.cookie ?? null);
-      if (closeEnough(current.get('cookie'), cookie)) return undefined;
-      current.set('cookie', cookie);
+      if (sess.cookie === undefined) {
+        // MemoryStore assigns `undefined`, which JSON then drops: the stored session loses its cookie.
+        if (!current.has('cookie')) return undefined;
+        current.delete('cookie');
+      } else {
+        const cookie = copy(sess.cookie);
+        if (closeEnough(current.get('cookie'), cookie)) return undefined;
+        current.set('cookie', cookie);
+      }
       await store.commit(current, deadlineOf(Object.fromEntries(current)));
       return undefined;
     });
@@ -121,7 +129,8 @@ function copy(value: unknown): unknown {
 function deadlineOf(data: Record<string, unknown>): CommitOptions {
   const cookie = data['cookie'];
   const expires = typeof cookie === 'object' && cookie !== null ? (cookie as Record<string, unknown>)['expires'] : undefined;
-  const time = typeof expires === 'string' ? Date.parse(expires) : Number.NaN;
+  // A string as express-session writes it; a number (ms) as MemoryStore also honours.
+  const time = typeof expires === 'string' ? Date.parse(expires) : typeof expires === 'number' ? expires : Number.NaN;
   return { expires: Number.isNaN(time) ? null : time };
 }
 

@@ -23,8 +23,10 @@ export function fileNameOf(id: string): string {
 
 /**
  * Ids the store itself accepts: its own, and express-session's, whose `genid` may make any
- * string (up to 256 characters here). Safe whatever they hold: only their hash names a file.
+ * string (up to 4096 characters here). Safe whatever they hold: only their hash names a file.
  */
 export function isStorableId(value: unknown): value is string {
-  return typeof value === 'string' && value.length > 0 && value.length <= 256;
+  return typeof value === 'string' && value.length <= MAX_STORABLE_ID;
 }
+
+export const MAX_STORABLE_ID = 4096;

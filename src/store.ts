@@ -9,7 +9,7 @@ import { createKeyring } from './keys.js';
 import { resolveOptions, type ResolvedOptions, type StoreOptions } from './options.js';
 import type { EnvelopeHeader } from './seal.js';
 import { Session, sessionInternals } from './session.js';
-import { generateId, isStorableId } from './session-id.js';
+import { generateId, isStorableId, MAX_STORABLE_ID } from './session-id.js';
 
 /** What a commit did: wrote a new version, found nothing to write, or found the session destroyed or expired. */
 export type CommitOutcome = 'written' | 'unchanged' | 'gone';
@@ -160,7 +160,7 @@ export class Store extends EventEmitter<StoreEvents> {
    * @internal
    */
   createWithId(id: string): Session {
-    if (!isStorableId(id)) throw sessionTypeError('ERR_SESSION_OPTION', 'a session id must be a string of 1 to 256 characters');
+    if (!isStorableId(id)) throw sessionTypeError('ERR_SESSION_OPTION', `a session id must be a string of at most ${MAX_STORABLE_ID} characters`);
     return new Session(id, new Map(), true, this);
   }
 
