@@ -1,8 +1,10 @@
 // One server under load for bench/http.ts: `node --import=tsx/esm bench/http-server.ts <sealed|memory> <dir>`.
 // Prints `listening <port>`. Routes: POST /seed (makes a session), GET /read (reads it), POST /write (changes it).
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import session from 'express-session';
+import { SealedStore } from '../src/express-session.js';
 import { openStore, sessions } from '../src/index.js';
 
 const [kind, dir] = process.argv.slice(2);
@@ -27,8 +29,17 @@ if (kind === 'sealed') {
     s.set('n', Date.now());
     res.send('ok');
   });
-} else if (kind === 'memory') {
-  app.use(session({ secret: 'bench-secret', resave: false, saveUninitialized: false, store: new session.MemoryStore() }));
+} else if (kind === 'memory' || kind === 'sealed-store' || kind === 'file-store') {
+  // session-file-store is CommonJS without types.
+  type StoreClass = new (options: Record<string, unknown>) => session.Store;
+  const FileStore = (createRequire(import.meta.url)('session-file-store') as (s: typeof session) => StoreClass)(session);
+  const store =
+    kind === 'memory'
+      ? new session.MemoryStore()
+      : kind === 'sealed-store'
+        ? new SealedStore({ dir: dir!, keys: 'bench-key-0123456789abcdef-0123456789abcdef' })
+        : new FileStore({ path: dir!, logFn: () => undefined });
+  app.use(session({ secret: 'bench-secret', resave: false, saveUninitialized: false, store }));
   app.post('/seed', (req, res) => {
     const data = req.session as unknown as Record<string, unknown>;
     data['user'] = 'alice';

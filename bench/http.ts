@@ -13,7 +13,13 @@ const repetitions = 3;
 const sessionCount = quick ? 200 : 1000;
 const connections = 16;
 const root = path.resolve(import.meta.dirname, '..');
-const kinds = ['sealed', 'memory'] as const;
+const kinds = ['sealed', 'sealed-store', 'memory', 'file-store'] as const;
+const labels: Record<(typeof kinds)[number], string> = {
+  sealed: 'sealed-sessions (native)',
+  'sealed-store': 'express-session + SealedStore',
+  memory: 'express-session + MemoryStore',
+  'file-store': 'express-session + session-file-store',
+};
 
 async function start(kind: string, dir: string): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(process.execPath, ['--import=tsx/esm', 'bench/http-server.ts', kind, dir], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -78,7 +84,7 @@ try {
     for (const kind of kinds) {
       const results = runs.get(kind)!;
       rows.push({
-        store: kind === 'sealed' ? 'sealed-sessions (native)' : 'express-session + MemoryStore',
+        store: labels[kind],
         scenario,
         rps: median(results.map((r) => r.rps)),
         p50: median(results.map((r) => r.p50)),
