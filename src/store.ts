@@ -97,12 +97,14 @@ export class Store extends EventEmitter<StoreEvents> {
   readonly #options: ResolvedOptions;
   readonly #backend: FileBackend;
   readonly #queues = new Map<string, Queue>();
+  readonly #signingSecrets: readonly string[];
 
   /** @internal Use `openStore()`. */
   constructor(options: ResolvedOptions, backend: FileBackend) {
     super();
     this.#options = options;
     this.#backend = backend;
+    this.#signingSecrets = Object.freeze(backend.keyring.keys.map((key) => key.cookieSecret));
   }
 
   /** The data dir (absolute). */
@@ -116,7 +118,7 @@ export class Store extends EventEmitter<StoreEvents> {
 
   /** Cookie signing secrets derived from the keys: the first signs, all verify. */
   get signingSecrets(): readonly string[] {
-    return this.#backend.keyring.keys.map((key) => key.cookieSecret);
+    return this.#signingSecrets;
   }
 
   /** A new, empty session with a fresh random id. Stored at its first commit. */
