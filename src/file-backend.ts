@@ -272,22 +272,17 @@ export class FileBackend {
     }
   }
 
-  /**
-   * Removes debris; false when it is gone already or turned out to be in use. A lock folder is
-   * cleared the way proper-lockfile takes over a stale lock — by locking (which succeeds only if
-   * the lock is stale) and releasing — never by a bare rmdir, which could remove a lock that
-   * another process took over a moment earlier.
-   */
-  async removeDebris(entry: ScanEntry): Promise<boolean> {
-    if (entry.kind === 'lock') return (await this.tryLock(entry.name, () => Promise.resolve(true))) === true;
+  /** Removes a temp file left by a killed writer; false when it is gone already. */
+  async removeTemp(filePath: string): Promise<boolean> {
     try {
-      await this.#io.unlink(entry.path);
+      await this.#io.unlink(filePath);
       return true;
     } catch (error) {
       if (errorCode(error) === 'ENOENT') return false;
       throw ioError('remove debris from the data dir', error);
     }
   }
+
 
 }
 

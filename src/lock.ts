@@ -50,7 +50,9 @@ async function acquire(io: Io, file: string, settings: LockSettings, onCompromis
     try {
       return await io.lock(file, { stale: settings.staleMs, onCompromised });
     } catch (error) {
-      if (errorCode(error) !== 'ELOCKED') {
+      // ENOENT: the lock folder vanished between proper-lockfile's mkdir and its stat — another
+      // contender took over the same stale lock at that moment. Nobody holds it for us: retry.
+      if (errorCode(error) !== 'ELOCKED' && errorCode(error) !== 'ENOENT') {
         throw new SealedSessionError('ERR_SESSION_STORE_IO', `could not lock a session file (${errorCode(error) ?? 'error'})`, { cause: error });
       }
     }

@@ -36,6 +36,8 @@ export interface GcReport {
   readonly debrisRemoved: number;
   /** Files whose header is not ours (left alone; `sealed-sessions verify` reports them). */
   readonly unreadable: number;
+  /** Files gc could not process (each reported through the `warning` event); the rest was collected. */
+  readonly errors: number;
   readonly durationMs: number;
 }
 
@@ -97,6 +99,8 @@ export class Store extends EventEmitter<StoreEvents> {
   readonly #options: ResolvedOptions;
   readonly #backend: FileBackend;
   readonly #queues = new Map<string, Queue>();
+  /** Session files whose lock gc is taking or holding in this process, and when it is done. */
+  readonly #gcLocks = new Map<string, Promise<unknown>>();
   readonly #signingSecrets: readonly string[];
 
   /** @internal Use `openStore()`. */
@@ -339,7 +343,7 @@ export class Store extends EventEmitter<StoreEvents> {
   async gc(options: GcOptions = {}): Promise<GcReport> {
     const started = performance.now();
     const dryRun = options.dryRun === true;
-    const counts = { scanned: 0, expired: 0, removed: 0, debris: 0, debrisRemoved: 0, unreadable: 0 };
+    const counts = { scanned: 0, expired: 0, removed: 0, debris: 0, debrisRemoved: 0, unreadable: 0, errors: 0 };
     // A temp file this old was left by a killed writer; a live write takes milliseconds.
     const tempMaxAgeMs = Math.max(60_000, this.#options.lockStaleMs);
     const now = this.#options.now();
@@ -350,7 +354,13 @@ export class Store extends EventEmitter<StoreEvents> {
         const age = await this.#backend.ageOf(entry.path, Date.now());
         if (age === null || age < (entry.kind === 'lock' ? this.#options.lockStaleMs : tempMaxAgeMs)) return;
         counts.debris++;
-        if (!dryRun && (await this.#backend.removeDebris(entry))) counts.debrisRemoved++;
+        if (dryRun) return;
+        // A stale lock is cleared the way proper-lockfile takes one over — by locking (which
+        // succeeds only if it is stale) and releasing — never by a bare rmdir, which could
+        // remove a lock another process took over a moment earlier.
+        const cleared =
+          entry.kind === 'lock' ? (await this.#gcLock(entry.name, () => Promise.resolve(true))) === true : await this.#backend.removeTemp(entry.path);
+        if (cleared) counts.debrisRemoved++;
         return;
       }
       counts.scanned++;
@@ -365,7 +375,7 @@ export class Store extends EventEmitter<StoreEvents> {
       if (dryRun) return;
       // Under the lock, and checked again: a request may have used it a moment ago. A session
       // locked right now is in use; the next gc will see it.
-      const removed = await this.#backend.tryLock(entry.name, async (assertHeld) => {
+      const removed = await this.#gcLock(entry.name, async (assertHeld) => {
         const again = await this.#backend.readHeader(entry.path);
         if (again === null || again.header === null || !isExpired(again.header, again.mtimeMs, this.#options.now())) return false;
         assertHeld();
@@ -374,10 +384,38 @@ export class Store extends EventEmitter<StoreEvents> {
       if (removed === true) counts.removed++;
     };
 
-    await forEachLimited(this.#backend.scan(), 8, visit);
+    await forEachLimited(this.#backend.scan(), 8, async (entry) => {
+      // One file's trouble (a disk error, a lock that cannot be taken) is reported and counted,
+      // and gc goes on with the rest.
+      await visit(entry).catch((error: unknown) => {
+        counts.errors++;
+        this.emit('warning', { message: 'gc could not process a file of the data dir', error });
+      });
+    });
     const report: GcReport = { ...counts, durationMs: performance.now() - started };
     this.emit('gc', report);
     return report;
+  }
+
+  /**
+   * Runs `fn` under a session file's lock if it can be had at once; undefined otherwise. Never
+   * competes with this process's own commits of that file, nor with itself: two contenders taking
+   * over the same stale lock at once could both believe they hold it (a race inside
+   * proper-lockfile's takeover), so within this process there is only ever one at a time.
+   */
+  async #gcLock<T>(name: string, fn: (assertHeld: () => void) => Promise<T>): Promise<T | undefined> {
+    // gc visits a session file and its lock folder side by side: the second waits for the first.
+    for (let pending = this.#gcLocks.get(name); pending !== undefined; pending = this.#gcLocks.get(name)) {
+      await pending.catch(() => undefined);
+    }
+    if (this.#queues.has(name)) return undefined;
+    const attempt = this.#backend.tryLock(name, fn);
+    this.#gcLocks.set(name, attempt);
+    try {
+      return await attempt;
+    } finally {
+      this.#gcLocks.delete(name);
+    }
   }
 
   /**

@@ -336,3 +336,26 @@ test('stats counts what is on disk from headers alone: live, expired, bytes, deb
   );
   t.true(stats.oldestCreated! <= stats.newestCreated!);
 });
+
+test('gc over expired sessions that each sit beside a stale lock: all removed, locks cleared, no error', async (t) => {
+  const dir = await tempDir(t);
+  const clock = manualClock();
+  const store = await openStore({ dir, keys: KEY, now: clock.now, idleTimeout: 60, lockStale: 2 });
+  const past = new Date(Date.now() - 60_000);
+  for (let index = 0; index < 40; index++) {
+    const session = store.create();
+    await session.save();
+    const name = createHash('sha256').update('sealed-sessions/v1/name\0').update(session.id).digest('hex');
+    const lock = path.join(dir, name.slice(0, 2), `${name}.sess.lock`);
+    await fs.mkdir(lock);
+    await fs.utimes(lock, past, past);
+  }
+  clock.advance(120);
+  const warnings: unknown[] = [];
+  store.on('warning', (warning) => warnings.push(warning));
+  const report = await store.gc();
+  t.like(report, { scanned: 40, expired: 40, removed: 40, errors: 0 });
+  t.deepEqual(warnings, []);
+  const left = await fs.readdir(dir, { recursive: true });
+  t.deepEqual(left.filter((entry) => entry.includes('.sess')), [], 'no session file and no lock folder left');
+});
