@@ -1,14 +1,11 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import test from 'ava';
 import { openStore } from '../src/index.js';
 import { manualClock } from './helpers/clock.js';
+import { runSnippet } from './helpers/node-snippet.js';
 import { KEY, tempDir } from './helpers/temp-dir.js';
 
-const ROOT = path.resolve(import.meta.dirname, '..');
-const INDEX_URL = pathToFileURL(path.join(ROOT, 'src/index.ts')).href;
 const CANARY = 'CANARY-7f3a9c1e-at-rest-d41d8cd9';
 
 interface Entry {
@@ -69,21 +66,7 @@ async function assertNoLeak(t: import('ava').ExecutionContext, root: string, sec
   return files;
 }
 
-function runChild(body: string, args: unknown, env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const code = [`const { openStore } = await import(${JSON.stringify(INDEX_URL)});`, `const args = JSON.parse(process.env.CHILD_ARGS);`, body].join('\n');
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--import=tsx/esm', '--input-type=module', '-e', code], {
-      cwd: ROOT,
-      env: { PATH: process.env['PATH'] ?? '', ...env, CHILD_ARGS: JSON.stringify(args) },
-    });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    proc.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    proc.on('error', reject);
-    proc.on('close', (exitCode) => resolve({ code: exitCode, stdout, stderr }));
-  });
-}
+
 
 const SESSION_FOLDER = /^[0-9a-f]{2}$/;
 const SESSION_FILE = /^[0-9a-f]{2}\/[0-9a-f]{64}\.sess$/;
@@ -155,7 +138,7 @@ test('modes hold even with umask 0 (files 0600, folders 0700, dev key 0600)', as
       await session.save();
     }
     console.log('umask', process.umask().toString(8));`;
-  const { code, stdout, stderr } = await runChild(body, { dir });
+  const { code, stdout, stderr } = await runSnippet(body, { dir });
   t.is(code, 0, stderr);
   t.regex(stdout, /umask 0/);
   t.is((await fs.stat(dir)).mode & 0o777, 0o700);

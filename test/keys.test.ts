@@ -1,15 +1,12 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import test from 'ava';
 import { isSealedSessionError, openStore, type Store } from '../src/index.js';
 import { fileNameOf } from '../src/session-id.js';
+import { runSnippet } from './helpers/node-snippet.js';
 import { KEY, listFiles, OLD_KEY, tempDir } from './helpers/temp-dir.js';
 
 const NEW_KEY = KEY;
-const ROOT = path.resolve(import.meta.dirname, '..');
-const INDEX_URL = pathToFileURL(path.join(ROOT, 'src/index.ts')).href;
 
 /** The session file of `id` in `dir`. */
 function fileOf(dir: string, id: string): string {
@@ -42,34 +39,18 @@ interface ChildResult {
  * back) in a fresh Node process, with exactly the environment given on top of PATH: env changes
  * and the once-per-process dev key warning never leak between tests.
  */
-function child(body: string, args: unknown, env: Record<string, string>): Promise<ChildResult> {
-  const code = [
-    `const { openStore } = await import(${JSON.stringify(INDEX_URL)});`,
-    `const args = JSON.parse(process.env.CHILD_ARGS);`,
-    `const print = (value) => console.log(JSON.stringify(value));`,
-    `try { ${body} } catch (error) { print({ error: { code: error.code, message: error.message, name: error.name } }); }`,
-  ].join('\n');
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--import=tsx/esm', '--input-type=module', '-e', code], {
-      cwd: ROOT,
-      env: { PATH: process.env['PATH'] ?? '', ...env, CHILD_ARGS: JSON.stringify(args) },
-    });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    proc.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    proc.on('error', reject);
-    proc.on('close', (exitCode) => {
-      const last = stdout.trim().split('\n').at(-1) ?? '';
-      let result: Record<string, unknown> = {};
-      try {
-        result = JSON.parse(last) as Record<string, unknown>;
-      } catch {
-        // left empty: the assertions on `result` fail and show stderr
-      }
-      resolve({ exitCode, stdout, stderr, result });
-    });
-  });
+async function child(body: string, args: unknown, env: Record<string, string>): Promise<ChildResult> {
+  const print = `const print = (value) => console.log(JSON.stringify(value));`;
+  const guarded = `try { ${body} } catch (error) { print({ error: { code: error.code, message: error.message, name: error.name } }); }`;
+  const { code: exitCode, stdout, stderr } = await runSnippet(`${print}\n${guarded}`, args, env);
+  const last = stdout.trim().split('\n').at(-1) ?? '';
+  let result: Record<string, unknown> = {};
+  try {
+    result = JSON.parse(last) as Record<string, unknown>;
+  } catch {
+    // left empty: the assertions on `result` fail and show stderr
+  }
+  return { exitCode, stdout, stderr, result };
 }
 
 // ---------------------------------------------------------------- weak and missing keys
