@@ -66,8 +66,6 @@ async function assertNoLeak(t: import('ava').ExecutionContext, root: string, sec
   return files;
 }
 
-
-
 const SESSION_FOLDER = /^[0-9a-f]{2}$/;
 const SESSION_FILE = /^[0-9a-f]{2}\/[0-9a-f]{64}\.sess$/;
 
