@@ -52,6 +52,9 @@ export interface Io {
   createExclusive(path: string, text: string): Promise<void>;
 }
 
+// mtimes in whole ms: a keep-alive sets the mtime to a ms value through utimes' float seconds,
+// which comes back a few hundred ns off; rounding gives back exactly the value set, so an idle
+// deadline falls on the ms it should (a real write's sub-ms part does not matter).
 function versionOf(stats: fs.BigIntStats): string {
   return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`;
 }
@@ -71,7 +74,7 @@ function readWhole(path: string, limit: number): Promise<FileSnapshot> {
       fs.fstat(fd, { bigint: true }, (statError, stats) => {
         if (statError) return finish(statError);
         const fileSize = Number(stats.size);
-        const mtimeMs = Number(stats.mtimeNs) / 1e6;
+        const mtimeMs = Math.round(Number(stats.mtimeNs) / 1e6);
         const version = versionOf(stats);
         const size = Math.min(fileSize, limit + 1);
         const buffer = Buffer.allocUnsafe(size);
@@ -101,7 +104,7 @@ export const defaultIo: Io = {
   readFile: readWhole,
   stat: async (path) => {
     const stats = await fs.promises.stat(path, { bigint: true });
-    return { version: versionOf(stats), mtimeMs: Number(stats.mtimeNs) / 1e6 };
+    return { version: versionOf(stats), mtimeMs: Math.round(Number(stats.mtimeNs) / 1e6) };
   },
   writeFileAtomic: (path, data) => writeFileAtomic(path, data, ATOMIC_WRITE),
   mkdir: async (path, mode) => {
