@@ -84,7 +84,16 @@ store.on('tamper', ({ file, reason }) => console.warn(`demo: unreadable session 
 
 const host = process.env['HOST'] ?? '127.0.0.1';
 const port = Number(process.env['PORT'] ?? 3000);
-const server = createApp(store).listen(port, host, () => {
+// Express 5 hands a listen error (a port in use, say) to this callback.
+const server = createApp(store).listen(port, host, (error?: NodeJS.ErrnoException) => {
+  if (error !== undefined) {
+    console.error(
+      error.code === 'EADDRINUSE'
+        ? `demo: ${host}:${port} is in use; start it on another port, e.g. PORT=3001 npm start`
+        : `demo: cannot listen on ${host}:${port} (${error.code ?? error.message})`,
+    );
+    process.exit(1);
+  }
   const address = server.address();
   const actual = typeof address === 'object' && address !== null ? address.port : port;
   console.log(`sealed-sessions demo on http://${host}:${actual} (data in ${store.dir})`);
