@@ -10,17 +10,17 @@ export interface SessionCommitter {
 /** Store-side access to a session's pending changes; not part of the public API. */
 export interface SessionInternals {
   /** Hands the pending changes to a commit and starts a new, empty change set. */
-  takeChanges(): ChangeSet;
+  takeChanges(session: Session): ChangeSet;
   /** Puts changes of a failed commit back, beneath any made since. */
-  restoreChanges(changes: ChangeSet): void;
+  restoreChanges(session: Session, changes: ChangeSet): void;
   /** After a commit: the stored data, with changes made meanwhile replayed on top. */
-  committed(data: SessionData): void;
+  committed(session: Session, data: SessionData): void;
   /** After a commit found the session destroyed or expired. */
-  markGone(): void;
-  hasPendingChanges(): boolean;
+  markGone(session: Session): void;
+  hasPendingChanges(session: Session): boolean;
 }
 
-let internals: (session: Session) => SessionInternals;
+let internals: SessionInternals;
 
 /**
  * A session's data, used like a `Map<string, JsonValue>`. Changes are remembered and committed
@@ -43,25 +43,26 @@ export class Session implements Iterable<[string, JsonValue]> {
     this.#committer = committer;
   }
 
+  // One object for the store's side, made once (not per call: it runs on every request).
   static {
-    internals = (session) => ({
-      takeChanges: () => {
+    internals = {
+      takeChanges: (session) => {
         const taken = session.#changes;
         session.#changes = emptyChanges();
         return taken;
       },
-      restoreChanges: (changes) => {
+      restoreChanges: (session, changes) => {
         session.#changes = combine(changes, session.#changes);
       },
-      committed: (data) => {
+      committed: (session, data) => {
         session.#data = applyChanges(data, session.#changes);
         session.#isNew = false;
       },
-      markGone: () => {
+      markGone: (session) => {
         session.#gone = true;
       },
-      hasPendingChanges: () => hasChanges(session.#changes),
-    });
+      hasPendingChanges: (session) => hasChanges(session.#changes),
+    };
   }
 
   /** The session id: 256 random bits, base64url. Secret: it is what the cookie carries. */
@@ -150,6 +151,7 @@ export class Session implements Iterable<[string, JsonValue]> {
   }
 }
 
-export function sessionInternals(session: Session): SessionInternals {
-  return internals(session);
+/** The store's side of every session. */
+export function sessionInternals(): SessionInternals {
+  return internals;
 }

@@ -11,6 +11,8 @@ import type { EnvelopeHeader } from './seal.js';
 import { Session, sessionInternals } from './session.js';
 import { generateId, isStorableId, MAX_STORABLE_ID } from './session-id.js';
 
+const inside = sessionInternals();
+
 /** What a commit did: wrote a new version, found nothing to write, or found the session destroyed or expired. */
 export type CommitOutcome = 'written' | 'unchanged' | 'gone';
 
@@ -187,7 +189,7 @@ export class Store extends EventEmitter<StoreEvents> {
 
   /** True when committing `session` would store something (it is new or has changes). */
   needsCommit(session: Session): boolean {
-    return !session.isGone && (session.isNew || sessionInternals(session).hasPendingChanges());
+    return !session.isGone && (session.isNew || inside.hasPendingChanges(session));
   }
 
   async #readLive(id: string): Promise<StoredSession | null> {
@@ -210,10 +212,9 @@ export class Store extends EventEmitter<StoreEvents> {
    *   the stored version is then intact and the changes stay pending in the session.
    */
   commit(session: Session, options?: CommitOptions): Promise<CommitOutcome> {
-    const inside = sessionInternals(session);
     if (session.isGone) return Promise.resolve('gone');
-    if (!session.isNew && !inside.hasPendingChanges() && options === undefined) return Promise.resolve('unchanged');
-    const changes = inside.takeChanges();
+    if (!session.isNew && !inside.hasPendingChanges(session) && options === undefined) return Promise.resolve('unchanged');
+    const changes = inside.takeChanges(session);
     return new Promise((resolve, reject) => {
       this.#enqueue(session.id, {
         kind: 'commit',
@@ -223,7 +224,7 @@ export class Store extends EventEmitter<StoreEvents> {
         deadline: options,
         resolve,
         reject: (error) => {
-          inside.restoreChanges(changes);
+          inside.restoreChanges(session, changes);
           reject(error);
         },
       });
@@ -326,10 +327,10 @@ export class Store extends EventEmitter<StoreEvents> {
       } else if (result instanceof SealedSessionError) {
         job.reject(result);
       } else if (result === 'gone') {
-        sessionInternals(job.session).markGone();
+        inside.markGone(job.session);
         job.resolve('gone');
       } else {
-        sessionInternals(job.session).committed(plan.data);
+        inside.committed(job.session, plan.data);
         job.resolve(result === 'changed' && written ? 'written' : 'unchanged');
       }
     });
