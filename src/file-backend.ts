@@ -12,7 +12,7 @@ import { fileNameOf } from './session-id.js';
  * Layout: <dir>/<first two hex digits of the name>/<name>.sess, where name = fileNameOf(id).
  * 256 folders keep each one small (about 4,000 files at 1,000,000 sessions). Beside a session
  * file live only its debris: `<name>.sess.lock/` (proper-lockfile) and `<name>.sess.<digits>`
- * (write-file-atomic's temp file). Listings match the strict patterns below and so never see it.
+ * (the temp file of an atomic write). Listings match the strict patterns below and so never see it.
  */
 const FOLDER = /^[0-9a-f]{2}$/;
 const SESSION_FILE = /^([0-9a-f]{64})\.sess$/;
