@@ -274,11 +274,11 @@ export class Store extends EventEmitter<StoreEvents> {
 
   /** Writes the batch's outcome under the lock; returns how to settle its jobs once the lock is released. */
   async #runBatch(name: string, id: string, batch: readonly Job[], assertHeld: () => void): Promise<() => void> {
-    const latest = await this.#backend.read(id, true);
+    const latest = await this.#backend.readLatest(id);
     const now = this.#options.now();
     if (latest.state === 'tampered') this.emit('tamper', { file: this.#backend.relative(name), reason: latest.reason });
     const onDisk = latest.state !== 'missing';
-    const base = latest.state === 'found' && !isExpired(latest.session.header, latest.session.mtimeMs, now) ? latest.session : null;
+    const base = latest.state === 'found' ? await this.#liveBase(name, latest.session, now) : null;
 
     let plan = planBatch(base, batch, this.#options.maxBytes, false);
     // Too large together: replay one by one, refusing only the commits that cross the limit.
@@ -334,6 +334,20 @@ export class Store extends EventEmitter<StoreEvents> {
         job.resolve(result === 'changed' && written ? 'written' : 'unchanged');
       }
     });
+  }
+
+  /**
+   * The stored session a commit merges onto, or null when it expired. Read without its mtime: a
+   * session idle by its header may still have been kept alive by keep-alive marks since, so
+   * only then is the mtime asked for (a stat), never on the common path.
+   */
+  async #liveBase(name: string, stored: StoredSession, now: number): Promise<StoredSession | null> {
+    const { header } = stored;
+    if (!isExpired(header, header.written, now)) return stored;
+    if (now >= header.absoluteDeadline) return null;
+    const mtimeMs = await this.#backend.mtimeOf(name);
+    if (mtimeMs === null || isExpired(header, mtimeMs, now)) return null;
+    return { ...stored, mtimeMs };
   }
 
   /**

@@ -184,6 +184,25 @@ test('a commit never brings back a session that expired meanwhile', async (t) =>
   t.is(await store.load(session.id), null);
 });
 
+test('a session kept alive by reads alone takes a commit long after its last write', async (t) => {
+  const dir = await tempDir(t);
+  const clock = manualClock();
+  const store = await openStore({ dir, keys: KEY, now: clock.now, idleTimeout: 100, touchInterval: 10 });
+  const session = store.create();
+  session.set('a', 1);
+  await session.save();
+  // Read every 60 s: each read marks the file as used, none rewrites it.
+  for (let step = 0; step < 4; step++) {
+    clock.advance(60);
+    t.not(await store.load(session.id), null);
+  }
+  // 240 s after its last write, 60 s after its last use: alive, and a change is stored.
+  const loaded = (await store.load(session.id))!;
+  loaded.set('b', 2);
+  t.is(await store.commit(loaded), 'written');
+  t.deepEqual([...(await store.load(session.id))!.entries()].sort(), [['a', 1], ['b', 2]]);
+});
+
 test('destroy removes the file at once; a later commit of a copy does not recreate it', async (t) => {
   const dir = await tempDir(t);
   const store = await openStore({ dir, keys: KEY });

@@ -73,6 +73,7 @@ export function faultyIo(base: Io = defaultIo): FaultyIo {
 
   const io: Io = {
     readFile: guard('read', 'read', base.readFile),
+    readLatest: guard('read', 'read', base.readLatest),
     // A session read before is checked by a stat (the store's read cache): that is a read too.
     stat: guard('read', 'stat', base.stat),
     writeFileAtomic: async (target, data) => {
