@@ -118,8 +118,9 @@ function readLatest(path: string, limit: number): Promise<Buffer> {
         }
         fs.read(fd, buffer, offset, buffer.length - offset, offset, (readError, bytesRead) => {
           if (readError) return finish(readError);
-          if (bytesRead === 0) return finish(null);
           offset += bytesRead;
+          // A short read of a regular file is its end: no extra read just to be told so.
+          if (bytesRead === 0 || offset < buffer.length) return finish(null);
           readMore();
         });
       };
