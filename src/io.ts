@@ -233,7 +233,7 @@ export const defaultIo: Io = {
  * of the request path, so that wrappers of `Io` (fault injection in tests) need not know them.
  */
 export interface OperationsIo {
-  /** Moves a file or folder within one file system (atomic; replaces nothing: EEXIST… as rename(2) says). */
+  /** Moves a file or folder within one file system, atomically (a file already at `to` is replaced, as rename(2) does). */
   rename(from: string, to: string): Promise<void>;
   /** Creates `path` holding `data`, mode 0600 whatever the umask; fails with EEXIST if it exists. No fsync. */
   createFile(path: string, data: Buffer): Promise<void>;

@@ -65,3 +65,23 @@ function keyFileError(error: unknown): SealedSessionError {
     cause: error,
   });
 }
+
+/**
+ * The secrets already configured, never creating any: the `keys` argument, else `SESSION_KEYS`,
+ * else — outside production — the development key beside `dir` if it exists. Empty when there is
+ * none. For the operations CLI, where a freshly made key would open nothing (and `verify --repair`
+ * would then quarantine every session).
+ */
+export async function configuredSecrets(keys: string | readonly string[] | undefined, dir: string, io: Io): Promise<string[]> {
+  const configured = splitKeys(keys);
+  if (configured.length > 0) return configured;
+  const fromEnv = splitKeys(process.env['SESSION_KEYS']);
+  if (fromEnv.length > 0) return fromEnv;
+  if (process.env['NODE_ENV'] === 'production') return [];
+  try {
+    return splitKeys((await io.readText(devKeyPath(dir))).trim());
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return [];
+    throw keyFileError(error);
+  }
+}

@@ -5,7 +5,7 @@ import { forEachLimited } from './for-each-limited.js';
 import { FileBackend, plaintextOf, type ScanEntry, type StoredSession, type TamperReason } from './file-backend.js';
 import type { JsonValue } from './json-value.js';
 import { resolveSecrets } from './key-source.js';
-import { createKeyring } from './keys.js';
+import { createKeyring, generateKey } from './keys.js';
 import { resolveOptions, type ResolvedOptions, type StoreOptions } from './options.js';
 import type { EnvelopeHeader } from './seal.js';
 import { Session, sessionInternals } from './session.js';
@@ -486,6 +486,10 @@ export class Store extends EventEmitter<StoreEvents> {
     return ended;
   }
 
+  /** @internal The file layer, for the operations CLI (verify, rekey, backup, show). */
+  get backend(): FileBackend {
+    return this.#backend;
+  }
 }
 
 /** Buckets of "time left before expiry", in seconds. */
@@ -581,4 +585,23 @@ function planBatch(base: StoredSession | null, batch: readonly Job[], maxBytes: 
 
 function tooLargeError(maxBytes: number): SealedSessionError {
   return new SealedSessionError('ERR_SESSION_TOO_LARGE', `a session may hold at most ${maxBytes} bytes of JSON`);
+}
+
+/**
+ * @internal A store for the operations CLI's header-only work (`stats`, `gc`, `backup`) when no
+ * key is at hand: it needs none and makes none (no development key file), and creates nothing
+ * (the data dir must exist). Its keyring is one random throwaway key, so it opens no session —
+ * every file reads as sealed with an unknown key — and it must never commit one.
+ */
+export async function openKeylessStore(options: Omit<StoreOptions, 'keys'> = {}): Promise<Store> {
+  const resolved = resolveOptions({ ...options, keys: undefined });
+  const backend = new FileBackend(
+    resolved.dir,
+    createKeyring([generateKey()]),
+    resolved.io,
+    { staleMs: resolved.lockStaleMs, waitMs: resolved.lockWaitMs },
+    resolved.maxBytes,
+    resolved.cacheSize,
+  );
+  return new Store(resolved, backend);
 }

@@ -1,0 +1,118 @@
+import path from 'node:path';
+import { errorCode, sessionTypeError } from './errors.js';
+import { forEachLimited } from './for-each-limited.js';
+import { operationsIo, type OperationsIo } from './io.js';
+import { readHeader } from './seal.js';
+import { isExpired, type Store } from './store.js';
+
+/** The manifest a backup writes last, as `<dest>/sealed-sessions-backup.json`: its presence says the copy is complete. */
+export interface BackupManifest {
+  readonly format: 'sealed-sessions-backup/1';
+  /** When the copy started (ISO 8601). */
+  readonly date: string;
+  /** The data dir copied (absolute). */
+  readonly source: string;
+  /** Session files copied. */
+  readonly sessions: number;
+  /** Their bytes. */
+  readonly bytes: number;
+  /** Of those, expired at copy time (copied anyway: gc's to remove). */
+  readonly expired: number;
+  /** Files with a session's name but not our format (copied as they are). */
+  readonly unreadable: number;
+  /** Session files per key id (hex): the keys a store opened on the copy needs. Never the keys. */
+  readonly keyIds: Readonly<Record<string, number>>;
+}
+
+export const MANIFEST_FILE = 'sealed-sessions-backup.json';
+
+export interface BackupOptions {
+  readonly date?: Date;
+  readonly operationsIo?: OperationsIo;
+}
+
+/**
+ * Copies every session file of the store into `dest`, which becomes the root of a data dir of
+ * the same layout (`<2 hex>/<name>.sess`, folders 0700, files 0600, modification times kept, as
+ * idle expiry reads them). Safe while servers write: commits replace files by atomic renames, so
+ * a file read whole is one version, old or new. Lock folders, temp files and the quarantine are
+ * not copied. Needs no key, and never writes one. `dest` must not exist, or be an empty folder,
+ * outside the data dir. The manifest is written last, atomically.
+ *
+ * @throws TypeError `ERR_SESSION_OPTION` for a bad `dest`; `ERR_SESSION_STORE_IO` and fs errors when the disk fails.
+ */
+export async function backupStore(store: Store, dest: string, options: BackupOptions = {}): Promise<BackupManifest> {
+  const io = store.options.io;
+  const ops = options.operationsIo ?? operationsIo;
+  const date = options.date ?? new Date();
+  const root = path.resolve(dest);
+  const source = store.dir;
+  if (isInside(root, source) || isInside(source, root)) {
+    throw sessionTypeError('ERR_SESSION_OPTION', 'the backup destination must lie outside the data dir (and not contain it)');
+  }
+  await prepareDestination(store, root);
+
+  const backend = store.backend;
+  const now = store.options.now();
+  const totals = { sessions: 0, bytes: 0, expired: 0, unreadable: 0 };
+  const keyIds: Record<string, number> = {};
+  const folders = new Set<string>();
+
+  await forEachLimited(backend.scan(), 8, async (entry) => {
+    if (entry.kind !== 'session') return;
+    let snapshot;
+    try {
+      // One open, one inode: the whole of one version, whatever is renamed over it meanwhile.
+      snapshot = await io.readFile(entry.path, Number.MAX_SAFE_INTEGER - 1);
+    } catch (error) {
+      // Destroyed (or collected) since the listing: not part of the copy.
+      if (errorCode(error) === 'ENOENT') return;
+      throw error;
+    }
+    const folder = path.join(root, entry.name.slice(0, 2));
+    if (!folders.has(folder)) {
+      await io.mkdir(folder, 0o700);
+      folders.add(folder);
+    }
+    const target = path.join(folder, `${entry.name}.sess`);
+    await ops.createFile(target, snapshot.data);
+    await io.utimes(target, snapshot.mtimeMs);
+    totals.sessions++;
+    totals.bytes += snapshot.data.length;
+    const header = readHeader(snapshot.data);
+    if (header === null) {
+      totals.unreadable++;
+      return;
+    }
+    keyIds[header.keyIdHex] = (keyIds[header.keyIdHex] ?? 0) + 1;
+    if (isExpired(header, snapshot.mtimeMs, now)) totals.expired++;
+  });
+
+  const manifest: BackupManifest = { format: 'sealed-sessions-backup/1', date: date.toISOString(), source, ...totals, keyIds };
+  await io.writeFileAtomic(path.join(root, MANIFEST_FILE), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`));
+  return manifest;
+}
+
+/** Creates `root` (0700), or accepts it when it is an empty folder. */
+async function prepareDestination(store: Store, root: string): Promise<void> {
+  const io = store.options.io;
+  let stats;
+  try {
+    stats = await io.lstat(root);
+  } catch (error) {
+    if (errorCode(error) !== 'ENOENT') throw error;
+  }
+  if (stats !== undefined) {
+    if (!stats.isDirectory()) throw sessionTypeError('ERR_SESSION_OPTION', 'the backup destination exists and is not a folder');
+    for await (const _ of await io.opendir(root)) {
+      throw sessionTypeError('ERR_SESSION_OPTION', 'the backup destination must be a new or empty folder');
+    }
+  }
+  await io.mkdir(root, 0o700);
+}
+
+/** True when `inner` is `outer` or lies inside it. */
+function isInside(inner: string, outer: string): boolean {
+  const relative = path.relative(outer, inner);
+  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
+}

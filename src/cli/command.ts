@@ -1,0 +1,195 @@
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { errorCode, isSealedSessionError } from '../errors.js';
+import { defaultIo, type Io } from '../io.js';
+import { configuredSecrets } from '../key-source.js';
+import { openKeylessStore, openStore, type Store } from '../store.js';
+import { folderCount, folderProgressIo, startProgress, type Progress } from './progress.js';
+
+/** Exit codes: 0 ok, 1 problems found, 2 usage error. */
+export type ExitCode = 0 | 1 | 2;
+
+export interface CliIo {
+  readonly out: (text: string) => void;
+  readonly err: (text: string) => void;
+  /** Where progress bars are drawn: stderr when it is a terminal; undefined (piped, tests) keeps quiet. */
+  readonly progress?: NodeJS.WritableStream | undefined;
+}
+
+/** Thrown inside a command to end it with exit code 2 and a one-line hint. */
+export class UsageError extends Error {}
+
+type OptionSpec = { readonly type: 'string' | 'boolean'; readonly short?: string; readonly multiple?: boolean };
+
+/** Options every command that works on a data dir takes. */
+export const DATA_DIR_OPTIONS = {
+  dir: { type: 'string' },
+  json: { type: 'boolean' },
+  'key-file': { type: 'string' },
+} as const satisfies Record<string, OptionSpec>;
+
+export const DATA_DIR_HELP = `  --dir D          the data dir (default sessions-data)
+  --json           print the result as JSON on stdout
+  --key-file F     a file holding the keys (comma-separated); default: SESSION_KEYS, else
+                   (outside production) the development key beside the data dir, if there is one
+  -h, --help       show this help`;
+
+export interface Parsed {
+  readonly values: Readonly<Record<string, string | boolean | Array<string | boolean> | undefined>>;
+  readonly positionals: readonly string[];
+}
+
+/** One command's run: its name, its output and its parsed arguments. */
+export class Command {
+  readonly name: string;
+  readonly io: CliIo;
+  readonly values: Parsed['values'];
+  readonly positionals: readonly string[];
+
+  private constructor(name: string, io: CliIo, parsed: Parsed) {
+    this.name = name;
+    this.io = io;
+    this.values = parsed.values;
+    this.positionals = parsed.positionals;
+  }
+
+  /**
+   * Parses `args` strictly; `--help` prints `help` and ends with 0. Positional arguments may follow
+   * `--` (an id can start with `-`).
+   */
+  static parse(name: string, io: CliIo, args: readonly string[], help: string, options: Record<string, OptionSpec>): Command | ExitCode {
+    let parsed;
+    try {
+      parsed = parseArgs({ args: [...args], options: { help: { type: 'boolean', short: 'h' }, ...options }, allowPositionals: true, strict: true });
+    } catch (error) {
+      // Node's first sentence ("Unknown option '--x'"); the rest is advice about '--'.
+      return usage(io, name, (error as Error).message.split(/\.\s/)[0] ?? 'bad arguments');
+    }
+    if (parsed.values.help === true) {
+      io.out(help);
+      return 0;
+    }
+    return new Command(name, io, parsed as Parsed);
+  }
+
+  string(option: string): string | undefined {
+    const value = this.values[option];
+    if (value === undefined) return undefined;
+    if (typeof value !== 'string' || value === '') throw new UsageError(`--${option} must not be empty`);
+    return value;
+  }
+
+  flag(option: string): boolean {
+    return this.values[option] === true;
+  }
+
+  get json(): boolean {
+    return this.flag('json');
+  }
+
+  /** The positional arguments, exactly `count` of them (`label` names them in the hint). */
+  expectPositionals(count: number, label: string): readonly string[] {
+    if (this.positionals.length < count) throw new UsageError(`missing ${label}`);
+    if (this.positionals.length > count) throw new UsageError(count === 0 ? `unexpected argument` : `expected one ${label}`);
+    return this.positionals;
+  }
+
+  /** The data dir (absolute); it must exist (a command never creates one by mistake). */
+  async dataDir(): Promise<string> {
+    const dir = path.resolve(this.string('dir') ?? 'sessions-data');
+    let isDirectory = false;
+    try {
+      isDirectory = (await defaultIo.lstat(dir)).isDirectory();
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT') throw new UsageError(`cannot open the data dir (${errorCode(error) ?? 'error'})`);
+    }
+    if (!isDirectory) throw new UsageError(`no data dir at ${dir} (see --dir)`);
+    return dir;
+  }
+
+  /**
+   * The configured keys (`--key-file`, else SESSION_KEYS, else an existing development key);
+   * never makes one. `required`: no key is a usage error.
+   */
+  async keys(dir: string, required: boolean): Promise<string[]> {
+    const file = this.string('key-file');
+    let keys: string[];
+    if (file !== undefined) {
+      let text: string;
+      try {
+        text = await defaultIo.readText(file);
+      } catch (error) {
+        throw new UsageError(`cannot read --key-file (${errorCode(error) ?? 'error'})`);
+      }
+      if (text.trim().replaceAll(',', '') === '') throw new UsageError('--key-file holds no key');
+      keys = await configuredSecrets(text, dir, defaultIo);
+    } else {
+      keys = await configuredSecrets(undefined, dir, defaultIo);
+    }
+    if (required && keys.length === 0) throw new UsageError('no session keys: set SESSION_KEYS or pass --key-file');
+    return keys;
+  }
+
+  /**
+   * The store of the data dir with the configured keys (or, when `keys` is null, without any:
+   * for header-only work). Its disk seam reports each folder it lists to the progress bar.
+   */
+  async open(dir: string, keys: readonly string[] | null, progress: Progress): Promise<Store> {
+    const io: Io = folderProgressIo(defaultIo, dir, () => progress.tick());
+    // No read cache: every file is read once.
+    return keys === null ? openKeylessStore({ dir, io, cacheSize: 0 }) : openStore({ dir, keys, io, cacheSize: 0 });
+  }
+
+  /** A progress bar over the data dir's folders (quiet unless stderr is a terminal). */
+  async progress(dir: string, label: string): Promise<Progress> {
+    if (this.io.progress === undefined) return startProgress(undefined, label, 0);
+    return startProgress(this.io.progress, label, await folderCount(dir));
+  }
+
+  /** Prints `value` as one line of JSON. */
+  printJson(value: unknown): void {
+    this.io.out(JSON.stringify(value));
+  }
+}
+
+export function usage(io: CliIo, name: string, problem: string): ExitCode {
+  io.err(`${name}: ${problem}; run \`${name} --help\``);
+  return 2;
+}
+
+/**
+ * Runs a command body: a `UsageError`, or a store that cannot open for want of (good) keys,
+ * ends with 2; any other failure with 1 and one line naming it by code (an fs message would hold
+ * a path, and a path could hold what it should not).
+ */
+export async function runCommand(name: string, io: CliIo, body: () => Promise<ExitCode>): Promise<ExitCode> {
+  try {
+    return await body();
+  } catch (error) {
+    if (error instanceof UsageError) return usage(io, name, error.message);
+    const problem = isSealedSessionError(error) ? error.message.replace(/^sealed-sessions: /, '') : `failed (${errorCode(error) ?? 'error'})`;
+    if (isSealedSessionError(error, 'ERR_SESSION_KEYS_MISSING') || isSealedSessionError(error, 'ERR_SESSION_KEY_WEAK') || isSealedSessionError(error, 'ERR_SESSION_OPTION')) {
+      return usage(io, name, problem);
+    }
+    io.err(`${name}: ${problem}`);
+    return 1;
+  }
+}
+
+/** "1 session", "2 sessions". */
+export function plural(count: number, noun: string, nouns = `${noun}s`): string {
+  return `${count} ${count === 1 ? noun : nouns}`;
+}
+
+/** Bytes for humans: 1.2 MB. */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1000) return `${bytes} B`;
+  const units = ['kB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = -1;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}

@@ -1,0 +1,64 @@
+import path from 'node:path';
+import cliProgress from 'cli-progress';
+import { defaultIo, type Io } from '../io.js';
+
+/** A progress bar, or nothing at all when there is no terminal to draw it on. */
+export interface Progress {
+  tick(): void;
+  /** Removes the bar (before the summary is printed). */
+  stop(): void;
+}
+
+const FOLDER = /^[0-9a-f]{2}$/;
+
+/**
+ * Starts a bar on `stream` (stderr, when it is a terminal) counting to `total`; without a stream
+ * it draws nothing, so piped output carries no escape codes.
+ */
+export function startProgress(stream: NodeJS.WritableStream | undefined, label: string, total: number): Progress {
+  if (stream === undefined || total === 0) return { tick: () => undefined, stop: () => undefined };
+  const bar = new cliProgress.SingleBar(
+    {
+      stream,
+      format: `${label} [{bar}] {percentage}% | {value}/{total} folders | ETA {eta_formatted}`,
+      clearOnComplete: true,
+      hideCursor: true,
+      fps: 10,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  bar.start(total, 0);
+  let done = 0;
+  return {
+    tick: () => {
+      // The scan reports a folder as it starts it: the last one counts once everything is done.
+      if (done < total - 1) bar.update(++done);
+    },
+    stop: () => {
+      bar.update(total);
+      bar.stop();
+    },
+  };
+}
+
+/** How many session folders (two hex digits) the data dir has: the progress bars' unit. */
+export async function folderCount(dir: string): Promise<number> {
+  let count = 0;
+  for await (const entry of await defaultIo.opendir(dir)) if (entry.isDirectory() && FOLDER.test(entry.name)) count++;
+  return count;
+}
+
+/**
+ * `base`, reporting each session folder of `dir` that is listed: every long command streams the
+ * data dir one folder at a time, so this measures its progress without a hook in each of them.
+ */
+export function folderProgressIo(base: Io, dir: string, onFolder: () => void): Io {
+  return {
+    ...base,
+    opendir: async (folder) => {
+      const listing = await base.opendir(folder);
+      if (path.dirname(folder) === dir && FOLDER.test(path.basename(folder))) onFolder();
+      return listing;
+    },
+  };
+}

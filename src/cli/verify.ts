@@ -1,0 +1,86 @@
+import { verifyStore, type VerifyFinding, type VerifyProblem } from '../verify.js';
+import { Command, DATA_DIR_HELP, DATA_DIR_OPTIONS, plural, runCommand, type CliIo, type ExitCode } from './command.js';
+
+const NAME = 'sealed-sessions verify';
+
+export const VERIFY_HELP = `Usage: sealed-sessions verify [--repair] [options]
+
+Opens (authenticates and decrypts) every session file with the configured keys and looks at the
+debris beside them. Problems: unreadable (not the sealed format, cut short, or the disk refuses
+to read it), tampered (changed bytes, or a file copied over another), wrong key (sealed under a
+key not configured: run it with every key your servers use), orphaned temp files (older than a
+minute) and stale locks (older than 10 s). Expired sessions are gc's work, not problems.
+
+--repair moves each bad session file into <dir>/quarantine/<date>/<2 hex>/<name>.sess (the data
+dir's own layout, with findings.json saying why; nothing is ever deleted: \`mv\` one back to
+restore it), under the session's lock and after checking again that it is still bad. It removes
+orphaned temp files, and clears stale locks the way gc does, by taking them over. Safe while
+servers run. Output names files by their on-disk names, which are one-way hashes, never ids.
+
+Options:
+  --repair         quarantine bad session files, remove debris
+${DATA_DIR_HELP}
+
+--json prints {"sessions","ok","expired","inUse","problems":{…},"findings":[{"file","problem",
+"action"}],"quarantine"}.
+
+Exit codes: 0 no problem, 1 problems found (also with --repair, which says what it did),
+2 usage error (no keys, for one).`;
+
+const LABEL: Record<VerifyProblem, string> = {
+  unreadable: 'unreadable',
+  tampered: 'tampered',
+  'wrong-key': 'wrong key',
+  'orphaned-temp': 'orphaned temp file',
+  'stale-lock': 'stale lock',
+};
+
+/** Findings listed one per line, at most this many (all of them with --json). */
+const LISTED = 50;
+
+export async function verify(args: readonly string[], io: CliIo): Promise<ExitCode> {
+  const command = Command.parse(NAME, io, args, VERIFY_HELP, { ...DATA_DIR_OPTIONS, repair: { type: 'boolean' } });
+  if (typeof command === 'number') return command;
+  return runCommand(NAME, io, async () => {
+    command.expectPositionals(0, 'argument');
+    const dir = await command.dataDir();
+    const keys = await command.keys(dir, true);
+    const repair = command.flag('repair');
+    const progress = await command.progress(dir, repair ? 'verify --repair' : 'verify');
+    const store = await command.open(dir, keys, progress);
+    const report = await verifyStore(store, { repair });
+    progress.stop();
+    const problems = report.findings.length;
+    if (command.json) {
+      command.printJson(report);
+      return problems === 0 ? 0 : 1;
+    }
+    io.out(
+      `verify: ${plural(report.sessions, 'session file')}, ${report.ok} open fine (${report.expired} of them expired), ` +
+        `${report.inUse} lock folders and temp files in use`,
+    );
+    if (problems === 0) {
+      io.out('no problems');
+      return 0;
+    }
+    const counts = (Object.entries(report.problems) as Array<[VerifyProblem, number]>).filter(([, count]) => count > 0);
+    io.out(`problems: ${counts.map(([problem, count]) => `${count} ${LABEL[problem]}`).join(', ')}`);
+    for (const finding of report.findings.slice(0, LISTED)) io.out(`  ${finding.file}  ${LABEL[finding.problem]}${describeAction(finding)}`);
+    if (problems > LISTED) io.out(`  … and ${problems - LISTED} more (--json lists them all)`);
+    if (repair) {
+      const done = (action: string) => report.findings.filter((finding) => finding.action === action).length;
+      io.out(
+        `repair: ${plural(done('quarantined'), 'file')} moved to ${report.quarantine ?? 'quarantine'}/ (never deleted), ` +
+          `${done('removed')} debris removed, ${done('resolved')} fine or gone on a second look, ${done('left')} left in place`,
+      );
+    } else {
+      io.out('run `sealed-sessions verify --repair` to quarantine the bad files and remove the debris');
+    }
+    return 1;
+  });
+}
+
+function describeAction(finding: VerifyFinding): string {
+  if (finding.action === undefined) return '';
+  return `  → ${finding.action}${finding.error === undefined ? '' : ` (${finding.error})`}`;
+}
