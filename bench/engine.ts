@@ -12,19 +12,18 @@
  * Prints a table and writes bench/engine-results.json. Everything happens in one temp dir,
  * removed at the end; the raw rates and the store's data dir share it, hence the same filesystem.
  */
-import { execFileSync } from 'node:child_process';
-import { createCipheriv, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { openStore, type Io, type Session, type Store } from '../src/index.js';
 import { defaultIo } from '../src/io.js';
 import { createKeyring } from '../src/keys.js';
 import { seal, unseal } from '../src/seal.js';
 import { fileNameOf, generateId } from '../src/session-id.js';
 import { otherCpuWindow, waitQuiet } from './machine.js';
+import { aesGcmSealOp, describeDisk, kilobyteFileOps, latencyOf, measureRate, measureSync, mkdirRmdirOp, writeFsyncRenameOp, type RateResult } from './raw.js';
 
 const KEY = 'bench-key-0123456789abcdef-0123456789abcdef';
 const CONCURRENCY = 16;
@@ -51,88 +50,6 @@ const LOAD_SESSIONS = quick ? 200 : 1000;
 const LOAD_MS = quick ? 700 : 3000;
 
 // ---------------------------------------------------------------- helpers
-
-const pOpen = promisify(fs.open);
-const pWrite = (fd: number, buffer: Buffer, offset: number, length: number, position: number) =>
-  new Promise<number>((resolve, reject) => fs.write(fd, buffer, offset, length, position, (error, written) => (error ? reject(error) : resolve(written))));
-const pFsync = promisify(fs.fsync);
-const pClose = promisify(fs.close);
-const pRename = promisify(fs.rename);
-const pMkdir = promisify(fs.mkdir);
-const pRmdir = promisify(fs.rmdir);
-const pReadFile = promisify(fs.readFile);
-const pStat = (file: string, options: { bigint: true }) => fs.promises.stat(file, options);
-
-interface Latency {
-  readonly count: number;
-  readonly medianMs: number;
-  readonly p90Ms: number;
-  readonly p99Ms: number;
-  readonly maxMs: number;
-  readonly meanMs: number;
-}
-
-function latencyOf(samples: readonly number[]): Latency {
-  const sorted = [...samples].sort((a, b) => a - b);
-  const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? Number.NaN;
-  const sum = sorted.reduce((a, b) => a + b, 0);
-  return {
-    count: sorted.length,
-    medianMs: at(0.5),
-    p90Ms: at(0.9),
-    p99Ms: at(0.99),
-    maxMs: sorted[sorted.length - 1] ?? Number.NaN,
-    meanMs: sum / Math.max(1, sorted.length),
-  };
-}
-
-interface RateResult {
-  readonly opsPerSec: number;
-  readonly ops: number;
-  readonly seconds: number;
-  readonly latency: Latency;
-}
-
-/**
- * Runs `concurrency` loops of `op` for `ms` (after a short warm-up) and returns the rate and
- * the latency of each op. `op` gets the loop's index and a running counter.
- */
-async function measureRate(concurrency: number, ms: number, op: (worker: number, n: number) => Promise<unknown>): Promise<RateResult> {
-  // Warm-up: a few ops per loop, not counted.
-  await Promise.all(Array.from({ length: concurrency }, async (_, worker) => {
-    for (let n = 0; n < 5; n++) await op(worker, -1 - n);
-  }));
-  const samples: number[] = [];
-  let counter = 0;
-  const started = performance.now();
-  const deadline = started + ms;
-  await Promise.all(
-    Array.from({ length: concurrency }, async (_, worker) => {
-      while (performance.now() < deadline) {
-        const t0 = performance.now();
-        await op(worker, counter++);
-        samples.push(performance.now() - t0);
-      }
-    }),
-  );
-  const seconds = (performance.now() - started) / 1000;
-  return { opsPerSec: samples.length / seconds, ops: samples.length, seconds, latency: latencyOf(samples) };
-}
-
-/** A CPU-bound op in a tight loop for about `ms`. */
-function measureSync(ms: number, op: () => void): { opsPerSec: number; ops: number; usPerOp: number } {
-  for (let i = 0; i < 1000; i++) op();
-  let ops = 0;
-  const started = performance.now();
-  let now = started;
-  while (now - started < ms) {
-    for (let i = 0; i < 200; i++) op();
-    ops += 200;
-    now = performance.now();
-  }
-  const seconds = (now - started) / 1000;
-  return { opsPerSec: ops / seconds, ops, usPerOp: (seconds * 1e6) / ops };
-}
 
 /** Counts each disk operation the store asks for (the wrapper costs well under a microsecond). */
 function countingIo(): { io: Io; counts: Record<string, number>; reset: () => void } {
@@ -170,15 +87,6 @@ async function newKilobyteSession(store: Store): Promise<Session> {
 
 const fmtInt = (n: number) => Math.round(n).toLocaleString('en-US');
 const fmtMs = (n: number) => (n < 1 ? n.toFixed(3) : n < 10 ? n.toFixed(2) : n.toFixed(1));
-
-function describeDisk(dir: string): string {
-  try {
-    return execFileSync('df', ['-hT', dir], { encoding: 'utf8' }).trim().split('\n').pop() ?? '?';
-  } catch {
-    return '?';
-  }
-}
-
 
 // ---------------------------------------------------------------- main
 
@@ -235,64 +143,32 @@ async function main(): Promise<void> {
       window = otherCpuWindow();
     };
     await section('a', 'a) raw machine rates (same filesystem)');
-    const kb = randomBytes(1024);
-    const writeFsyncRename = async (worker: number, n: number) => {
-      const target = path.join(rawDir, `w${worker}`);
-      const temp = `${target}.${n < 0 ? `warm${-n}` : n}`;
-      const fd = await pOpen(temp, 'w', 0o600);
-      try {
-        await pWrite(fd, kb, 0, kb.length, 0);
-        await pFsync(fd);
-      } finally {
-        await pClose(fd);
-      }
-      await pRename(temp, target);
-    };
+    const writeFsyncRename = writeFsyncRenameOp(rawDir);
     const wfrSeq = await measureRate(1, RAW_MS, writeFsyncRename);
     row('1 KB open+write+fsync+close+rename /s, sequential', fmtInt(wfrSeq.opsPerSec), `median ${fmtMs(wfrSeq.latency.medianMs)} ms`);
     const wfr16 = await measureRate(CONCURRENCY, RAW_MS, writeFsyncRename);
     row(`1 KB open+write+fsync+close+rename /s, ${CONCURRENCY} in flight`, fmtInt(wfr16.opsPerSec), `median ${fmtMs(wfr16.latency.medianMs)} ms`);
 
-    const mkdirRmdir = async (worker: number) => {
-      const dir = path.join(rawDir, `d${worker}.lock`);
-      await pMkdir(dir);
-      await pRmdir(dir);
-    };
+    const mkdirRmdir = mkdirRmdirOp(rawDir);
     const mkSeq = await measureRate(1, RAW_MS, mkdirRmdir);
     row('mkdir+rmdir /s, sequential', fmtInt(mkSeq.opsPerSec), `median ${fmtMs(mkSeq.latency.medianMs)} ms`);
     const mk16 = await measureRate(CONCURRENCY, RAW_MS, mkdirRmdir);
     row(`mkdir+rmdir /s, ${CONCURRENCY} in flight`, fmtInt(mk16.opsPerSec), `median ${fmtMs(mk16.latency.medianMs)} ms`);
 
-    const readFiles = Array.from({ length: 256 }, (_, i) => path.join(rawDir, `r${i}`));
-    for (const file of readFiles) fs.writeFileSync(file, randomBytes(1024));
-    let readPick = 0;
-    const readOne = async () => {
-      const data = await pReadFile(readFiles[readPick++ & 255]!);
-      if (data.length !== 1024) throw new Error('short read');
-    };
+    const { readOne, statOne } = kilobyteFileOps(rawDir);
     const rdSeq = await measureRate(1, RAW_MS, readOne);
     row('readFile 1 KB /s, sequential', fmtInt(rdSeq.opsPerSec), `median ${fmtMs(rdSeq.latency.medianMs)} ms`);
     const rd16 = await measureRate(CONCURRENCY, RAW_MS, readOne);
     row(`readFile 1 KB /s, ${CONCURRENCY} in flight`, fmtInt(rd16.opsPerSec), `median ${fmtMs(rd16.latency.medianMs)} ms`);
 
-    const statOne = async () => {
-      await pStat(readFiles[readPick++ & 255]!, { bigint: true });
-    };
     const stSeq = await measureRate(1, RAW_MS, statOne);
     row('stat /s, sequential', fmtInt(stSeq.opsPerSec), `median ${fmtMs(stSeq.latency.medianMs)} ms`);
     const st16 = await measureRate(CONCURRENCY, RAW_MS, statOne);
     row(`stat /s, ${CONCURRENCY} in flight`, fmtInt(st16.opsPerSec), `median ${fmtMs(st16.latency.medianMs)} ms`);
 
-    const aesKey = randomBytes(32);
-    const aad = randomBytes(52);
-    const rawSeal = measureSync(CRYPTO_MS, () => {
-      const cipher = createCipheriv('aes-256-gcm', aesKey, randomBytes(12));
-      cipher.setAAD(aad);
-      cipher.update(kb);
-      cipher.final();
-      cipher.getAuthTag();
-    });
+    const rawSeal = measureSync(CRYPTO_MS, aesGcmSealOp());
     row('AES-256-GCM seal of 1 KB /s (raw node:crypto)', fmtInt(rawSeal.opsPerSec), `${rawSeal.usPerOp.toFixed(1)} µs each`);
+    const kb = randomBytes(1024);
     const keyring = createKeyring([KEY]);
     const name = fileNameOf(generateId());
     const times = { created: Date.now(), written: Date.now(), absoluteDeadline: Date.now() + 3600_000, idleSeconds: 1800 };

@@ -1,106 +1,457 @@
-// HTTP throughput of the native middleware next to express-session + MemoryStore, in one run.
-// `node --import=tsx/esm bench/http.ts [--quick]`: each store in its own server process,
-// autocannon from this one, stores interleaved, 3 repetitions, medians.
-import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs/promises';
+/*
+ * sealed-sessions next to its peers over HTTP, with the machine's raw limits, in one run.
+ *
+ *   npm run bench                      full run (~27 min on 2 cores; writes bench/RESULTS.md + bench/results.json)
+ *   npm run bench:quick                under 2 min (writes bench/quick-results.md + bench/quick-results.json)
+ *   node --import=tsx/esm bench/http.ts [--quick] [--duration S] [--wait-quiet S] [--tmp DIR]
+ *
+ * Each store runs in its own server process (bench/http-server.ts) on 127.0.0.1; autocannon
+ * drives them from this process, stores interleaved (the order rotates every repetition),
+ * medians of the repetitions. connect-redis gets a redis-server that this bench starts on a free
+ * loopback port without persistence; without redis-server that store is skipped, and the output
+ * says how to install it. Servers and redis-server are stopped and the temp dir removed however
+ * the bench ends (also on Ctrl-C).
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import autocannon from 'autocannon';
+import signature from 'cookie-signature';
+import pMap from 'p-map';
+import { signId } from '../src/cookie.js';
+import { createKeyring } from '../src/keys.js';
+import { generateId } from '../src/session-id.js';
+import { childPids, cleanUpOnExit, isShuttingDown, spawnTracked, stopAll, tempDir, waitForOutput } from './children.js';
+import { otherCpuWindow, waitIdle, waitQuiet } from './machine.js';
+import { aesGcmSealOp, filesystemType, kilobyteFileOps, measureRate, measureSync, mkdirRmdirOp, writeFsyncRenameOp } from './raw.js';
+import { REDIS_INSTALL_HINT, redisServerVersion, startRedis } from './redis.js';
+import { renderMarkdown, type BenchResults, type LoadResult, type LostUpdateRow, type ScenarioRow } from './report.js';
+import { EXPRESS_SESSION_SECRET, SEALED_KEY, SHARABLE, STORE_KINDS, STORE_LABELS, type StoreKind } from './stores.js';
 
-const quick = process.argv.includes('--quick');
-const duration = quick ? 3 : 10;
-const repetitions = 3;
-const sessionCount = quick ? 200 : 1000;
-const connections = 16;
-const root = path.resolve(import.meta.dirname, '..');
-const kinds = ['sealed', 'sealed-store', 'memory', 'file-store'] as const;
-const labels: Record<(typeof kinds)[number], string> = {
-  sealed: 'sealed-sessions (native)',
-  'sealed-store': 'express-session + SealedStore',
-  memory: 'express-session + MemoryStore',
-  'file-store': 'express-session + session-file-store',
+// ---------------------------------------------------------------- arguments
+
+const argv = process.argv.slice(2);
+const USAGE = 'usage: http.ts [--quick] [--duration SECONDS] [--wait-quiet SECONDS] [--tmp DIR]';
+function usage(problem: string): never {
+  console.error(`${USAGE}\n${problem}`);
+  process.exit(2);
+}
+for (let i = 0; i < argv.length; i++) {
+  if (argv[i] === '--quick') continue;
+  if (['--duration', '--wait-quiet', '--tmp'].includes(argv[i]!) && argv[i + 1] !== undefined) i++;
+  else usage(`unknown or incomplete argument ${argv[i]}`);
+}
+const quick = argv.includes('--quick');
+function numberArg(name: string, fallback: number, min: number): number {
+  const index = argv.indexOf(name);
+  if (index < 0) return fallback;
+  const value = Number(argv[index + 1]);
+  if (!Number.isFinite(value) || value < min) usage(`${name} wants a number ≥ ${min}`);
+  return value;
+}
+const tmpIndex = argv.indexOf('--tmp');
+const tmpBase = path.resolve(tmpIndex >= 0 ? argv[tmpIndex + 1]! : os.tmpdir());
+
+const config = {
+  mode: quick ? 'quick' : 'full',
+  /** Seconds of load per autocannon run. */
+  duration: numberArg('--duration', quick ? 1 : 10, 1),
+  repetitions: quick ? 1 : 3,
+  connections: [16, 64],
+  /** Sessions made before the runs (read, write); unknown ids as many. */
+  sessions: quick ? 200 : 1000,
+  /**
+   * session-file-store with `secret` runs scrypt on every read and write (~10 req/s): fewer sessions; in quick
+   * mode runs of 3 s (a 1 s run ends before its first response) at 16 connections only.
+   */
+  sessionsEncryptedFileStore: quick ? 20 : 100,
+  durationEncryptedFileStore: Math.max(3, numberArg('--duration', quick ? 3 : 10, 1)),
+  connectionsEncryptedFileStore: quick ? [16] : [16, 64],
+  /** Seconds of read load per server before the first measured run (JIT, caches), not counted. */
+  warmup: quick ? 0.5 : 3,
+  lostUpdateRequests: 50,
+  lostUpdateRounds: quick ? 1 : 5,
+  rawMs: quick ? 400 : 3000,
+  cryptoMs: quick ? 200 : 1000,
+  /** Before each part, wait up to this long for other processes to leave the CPUs. */
+  waitQuiet: numberArg('--wait-quiet', quick ? 0 : 60, 0),
+  /** autocannon's per-request timeout: the encrypted file store queues requests for seconds at 64 connections. */
+  timeoutSeconds: 30,
 };
 
-async function start(kind: string, dir: string): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ['--import=tsx/esm', 'bench/http-server.ts', kind, dir], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /listening (\d+)/.exec(out);
-      if (match) resolve(`http://127.0.0.1:${match[1]}`);
-    });
-    child.on('exit', (code) => reject(new Error(`${kind} server exited (${code})`)));
+const SCENARIOS = ['read', 'write', 'create', 'unknown'] as const;
+type Scenario = (typeof SCENARIOS)[number];
+const root = path.resolve(import.meta.dirname, '..');
+// A quick run never overwrites the full run's files (its own are git-ignored).
+const markdownFile = path.join(import.meta.dirname, quick ? 'quick-results.md' : 'RESULTS.md');
+const jsonFile = path.join(import.meta.dirname, quick ? 'quick-results.json' : 'results.json');
+
+// ---------------------------------------------------------------- servers
+
+interface Server {
+  readonly kind: StoreKind;
+  readonly url: string;
+  readonly child: ChildProcess;
+  /** Why it stopped early, once it did. */
+  died: string | undefined;
+}
+
+async function startServer(kind: StoreKind, target: string): Promise<Server> {
+  const child = spawnTracked(process.execPath, ['--import=tsx/esm', 'bench/http-server.ts', kind, target], root);
+  const match = await waitForOutput(child, /listening (\d+)/, `${kind} server`);
+  const server: Server = { kind, url: `http://127.0.0.1:${match[1]}`, child, died: undefined };
+  child.on('exit', (code, signal) => {
+    if (!isShuttingDown()) {
+      server.died = `exited (${signal ?? code}) during the run`;
+      console.error(`!! ${STORE_LABELS[kind]} server ${server.died}`);
+    }
   });
-  return { url, child };
+  return server;
 }
 
-async function seed(url: string): Promise<string[]> {
-  const cookies: string[] = [];
-  for (let index = 0; index < sessionCount; index++) {
-    const response = await fetch(`${url}/seed`, { method: 'POST' });
-    const cookie = response.headers.getSetCookie()[0];
-    if (cookie === undefined) throw new Error('no cookie from /seed');
-    cookies.push(cookie.split(';')[0]!);
+/** The `name=value` of the session cookie a response sets, or null. */
+function sessionCookieOf(response: Response): string | null {
+  for (const cookie of response.headers.getSetCookie()) {
+    const pair = cookie.split(';')[0]!;
+    if (pair.startsWith('sid=') || pair.startsWith('connect.sid=')) return pair;
   }
-  return cookies;
+  return null;
 }
 
-async function load(url: string, method: 'GET' | 'POST', pathName: string, cookies: string[]) {
+async function seedOne(url: string): Promise<string> {
+  const response = await fetch(`${url}/seed`, { method: 'POST' });
+  await response.text();
+  const cookie = sessionCookieOf(response);
+  if (!response.ok || cookie === null) throw new Error(`POST ${url}/seed: ${response.status}, no session cookie`);
+  return cookie;
+}
+
+async function seed(url: string, count: number): Promise<string[]> {
+  return pMap(Array.from({ length: count }), () => seedOne(url), { concurrency: 8 });
+}
+
+// ---------------------------------------------------------------- unknown-id cookies
+
+// The native cookie is `sid=<id>.<HMAC>`, signed with the store's cookie secret (a sub-key of its
+// first key: src/keys.ts); express-session's is `connect.sid=s:<id>.<HMAC>` (URI-encoded), signed
+// with its `secret`. Both with cookie-signature. Checked against a cookie each server really set.
+const nativeSecret = createKeyring([SEALED_KEY]).keys[0]!.cookieSecret;
+
+function unknownCookie(kind: StoreKind): string {
+  if (kind === 'sealed') return `sid=${signId(generateId(), nativeSecret)}`;
+  // express-session's ids: uid-safe(24), base64url.
+  return `connect.sid=${encodeURIComponent(`s:${signature.sign(randomBytes(24).toString('base64url'), EXPRESS_SESSION_SECRET)}`)}`;
+}
+
+function checkSigning(kind: StoreKind, seededCookie: string): void {
+  const value = seededCookie.slice(seededCookie.indexOf('=') + 1);
+  if (kind === 'sealed') {
+    const id = value.slice(0, value.indexOf('.'));
+    if (signId(id, nativeSecret) !== value) throw new Error('the bench signs native cookies differently from the server: unknown-id cookies would be rejected as forged');
+  } else {
+    const decoded = decodeURIComponent(value);
+    const id = decoded.slice(2, decoded.lastIndexOf('.'));
+    if (`s:${signature.sign(id, EXPRESS_SESSION_SECRET)}` !== decoded) throw new Error(`the bench signs ${kind} cookies differently from express-session`);
+  }
+}
+
+// ---------------------------------------------------------------- load
+
+async function load(server: Server, scenario: Scenario, connections: number, cookies: readonly string[], duration: number): Promise<LoadResult> {
+  const route = { read: ['GET', '/read'], write: ['POST', '/write'], create: ['POST', '/create'], unknown: ['GET', '/read'] } as const;
+  const [method, pathName] = route[scenario];
   let next = 0;
+  const window = otherCpuWindow(childPids);
   const result = await autocannon({
-    url: `${url}${pathName}`,
+    url: `${server.url}${pathName}`,
     connections,
     duration,
+    timeout: config.timeoutSeconds,
     requests: [
       {
         method,
-        setupRequest: (request) => ({ ...request, headers: { ...request.headers, cookie: cookies[next++ % cookies.length]! } }),
+        setupRequest:
+          scenario === 'create'
+            ? (request) => request
+            : (request) => ({ ...request, headers: { ...request.headers, cookie: cookies[next++ % cookies.length]! } }),
       },
     ],
   });
-  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.non2xx };
+  const otherCpu = window.end();
+  // Requests still queued in the server when autocannon stopped are worked off before the next run starts.
+  const waited = server.child.pid === undefined ? 0 : await waitIdle(server.child.pid);
+  if (waited > 1000) console.log(`  (${STORE_LABELS[server.kind]} kept working for ${(waited / 1000).toFixed(1)} s after the run)`);
+  return {
+    rps: result['2xx'] / result.duration,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    responses2xx: result['2xx'],
+    non2xx: result.non2xx,
+    socketErrors: result.errors,
+    timeouts: result.timeouts,
+    seconds: result.duration,
+    otherCpu,
+  };
 }
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const median = (values: readonly number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length === 0 ? Number.NaN : sorted.length % 2 === 1 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+};
 
-const work = await fs.mkdtemp(path.join(os.tmpdir(), 'sealed-http-bench-'));
-const servers = new Map<string, { url: string; child: ChildProcess; cookies: string[] }>();
-try {
-  for (const kind of kinds) {
-    const server = await start(kind, path.join(work, kind));
-    servers.set(kind, { ...server, cookies: await seed(server.url) });
+// ---------------------------------------------------------------- lost updates
+
+/**
+ * One round: a fresh session; `requests` concurrent POST /set?key=k<i>, spread over the servers in
+ * turn; then each server reads the session's keys back. A key is lost when its request was
+ * acknowledged (2xx) but a server does not see it; the round's figure is the worst server's.
+ */
+async function lostUpdateRound(urls: readonly string[]): Promise<{ acknowledged: number; failed: number; lost: number; lostByReader: number[] }> {
+  const cookie = await seedOne(urls[0]!);
+  const keys = Array.from({ length: config.lostUpdateRequests }, (_, i) => `k${i}`);
+  const acknowledged = await Promise.all(
+    keys.map(async (key, i) => {
+      try {
+        const response = await fetch(`${urls[i % urls.length]}/set?key=${key}`, { method: 'POST', headers: { cookie } });
+        await response.text();
+        return response.ok;
+      } catch {
+        return false;
+      }
+    }),
+  );
+  const lostByReader: number[] = [];
+  for (const url of urls) {
+    const response = await fetch(`${url}/keys`, { headers: { cookie } });
+    if (!response.ok) throw new Error(`GET ${url}/keys: ${response.status}`);
+    const seen = new Set((await response.json()) as string[]);
+    lostByReader.push(keys.filter((key, i) => acknowledged[i] && !seen.has(key)).length);
   }
-  const rows: Array<{ store: string; scenario: string; rps: number; p50: number; p99: number; errors: number }> = [];
-  for (const scenario of ['read', 'write'] as const) {
-    const runs = new Map<string, Array<Awaited<ReturnType<typeof load>>>>();
-    for (let repetition = 0; repetition < repetitions; repetition++) {
+  const ok = acknowledged.filter(Boolean).length;
+  return { acknowledged: ok, failed: keys.length - ok, lost: Math.max(...lostByReader), lostByReader };
+}
+
+// ---------------------------------------------------------------- main
+
+function packageVersion(name: string): string {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(root, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return '?';
+  }
+}
+
+async function quiet(what: string): Promise<void> {
+  if (config.waitQuiet > 0) await waitQuiet(config.waitQuiet, what, childPids);
+}
+
+async function main(): Promise<void> {
+  cleanUpOnExit();
+  const started = performance.now();
+  fs.mkdirSync(tmpBase, { recursive: true });
+  const work = tempDir(tmpBase, 'sealed-sessions-http-bench-');
+  const notes: string[] = [];
+  const redisVersion = redisServerVersion();
+  const kinds = STORE_KINDS.filter((kind) => kind !== 'redis' || redisVersion !== null);
+  if (redisVersion === null) {
+    const note = `connect-redis skipped: no redis-server on the PATH; ${REDIS_INSTALL_HINT}.`;
+    notes.push(note);
+    console.log(`!! ${note}`);
+  }
+  notes.push(
+    `session-file-store with \`secret\` derives a key with scrypt on every read and write (about 10 req/s on this kind of machine): ` +
+      `it gets ${config.sessionsEncryptedFileStore} sessions instead of ${config.sessions}` +
+      `${config.durationEncryptedFileStore !== config.duration ? `, runs of ${config.durationEncryptedFileStore} s` : ''}` +
+      `${config.connectionsEncryptedFileStore.length < config.connections.length ? `, at ${config.connectionsEncryptedFileStore.join(' and ')} connections only` : ''}` +
+      '; its latencies are mostly queueing behind the scrypt calls, which block its event loop.',
+  );
+  const machine = {
+    cores: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? '?',
+    memoryGB: Math.round(os.totalmem() / 2 ** 30),
+    kernel: `${os.type()} ${os.release()}`,
+    filesystem: filesystemType(work),
+    node: process.version,
+    loadavgStart: os.loadavg(),
+  };
+  const versions = {
+    express: packageVersion('express'),
+    'express-session': packageVersion('express-session'),
+    'session-file-store': packageVersion('session-file-store'),
+    'connect-redis': packageVersion('connect-redis'),
+    redis: packageVersion('redis'),
+    'redis-server': redisVersion ?? 'not installed',
+    autocannon: packageVersion('autocannon'),
+  };
+  console.log(
+    `sealed-sessions HTTP bench (${config.mode}): ${machine.cores} cores (${machine.cpuModel}), ${machine.filesystem} temp dir, node ${machine.node}; ` +
+      `${config.duration} s × ${config.repetitions} per store and scenario`,
+  );
+  if (os.loadavg()[0]! > machine.cores * 0.75) console.log(`!! load average ${os.loadavg().map((n) => n.toFixed(2)).join(' ')}: other work is running, figures will be noisy`);
+
+  // ------------------------------------------------------------ raw limits
+  await quiet('the raw limits');
+  console.log('\nraw limits of this machine (same filesystem as the stores)');
+  const rawDir = path.join(work, 'raw');
+  fs.mkdirSync(rawDir);
+  const rawWindow = otherCpuWindow();
+  const { readOne } = kilobyteFileOps(rawDir);
+  const writeFsyncRename = writeFsyncRenameOp(rawDir);
+  const mkdirRmdir = mkdirRmdirOp(rawDir);
+  const raw = {
+    readFile1k16: await measureRate(16, config.rawMs, readOne),
+    writeFsyncRename1k16: await measureRate(16, config.rawMs, writeFsyncRename),
+    writeFsyncRename1kSequential: await measureRate(1, config.rawMs, writeFsyncRename),
+    mkdirRmdir16: await measureRate(16, config.rawMs, mkdirRmdir),
+    mkdirRmdirSequential: await measureRate(1, config.rawMs, mkdirRmdir),
+    aesGcmSeal1k: measureSync(config.cryptoMs, aesGcmSealOp()),
+    otherCpu: rawWindow.end(),
+  };
+  fs.rmSync(rawDir, { recursive: true, force: true });
+  console.log(`  readFile 1 KB ${Math.round(raw.readFile1k16.opsPerSec)}/s, write+fsync+rename 1 KB ${Math.round(raw.writeFsyncRename1k16.opsPerSec)}/s, mkdir+rmdir ${Math.round(raw.mkdirRmdir16.opsPerSec)}/s (16 in flight), AES-256-GCM 1 KB ${Math.round(raw.aesGcmSeal1k.opsPerSec)}/s`);
+
+  // ------------------------------------------------------------ servers
+  let redisUrl: string | undefined;
+  if (redisVersion !== null) {
+    const redisDir = path.join(work, 'redis');
+    fs.mkdirSync(redisDir);
+    redisUrl = (await startRedis(redisDir, root)).url;
+  }
+  const storageOf = (kind: StoreKind) => (kind === 'redis' ? redisUrl! : path.join(work, kind));
+  console.log(`\nstarting ${kinds.length} servers${redisUrl ? ` and redis-server (${redisUrl})` : ''}`);
+  const servers = new Map<StoreKind, Server>();
+  for (const server of await Promise.all(kinds.map((kind) => startServer(kind, storageOf(kind))))) servers.set(server.kind, server);
+
+  const cookies = new Map<StoreKind, { seeded: string[]; unknown: string[] }>();
+  for (const kind of kinds) {
+    const count = kind === 'file-store-secret' ? config.sessionsEncryptedFileStore : config.sessions;
+    const t0 = performance.now();
+    const seeded = await seed(servers.get(kind)!.url, count);
+    checkSigning(kind, seeded[0]!);
+    const unknown = Array.from({ length: count }, () => unknownCookie(kind));
+    // The scenarios measure what they say: a seeded cookie finds its session, an unknown one none.
+    for (const [cookie, expected] of [[seeded[0]!, 'alice'], [unknown[0]!, 'none']] as const) {
+      const response = await fetch(`${servers.get(kind)!.url}/read`, { headers: { cookie } });
+      const body = await response.text();
+      if (body !== expected) throw new Error(`${STORE_LABELS[kind]}: GET /read with a ${expected === 'alice' ? 'seeded' : 'unknown-id'} cookie gave ${response.status} ${body}`);
+    }
+    cookies.set(kind, { seeded, unknown });
+    console.log(`  ${STORE_LABELS[kind]}: ${count} sessions made in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+
+  // ------------------------------------------------------------ scenarios
+  const durationOf = (kind: StoreKind) => (kind === 'file-store-secret' ? config.durationEncryptedFileStore : config.duration);
+  const runsAt = (kind: StoreKind, connections: number) => kind !== 'file-store-secret' || config.connectionsEncryptedFileStore.includes(connections);
+  if (config.warmup > 0) {
+    console.log(`
+warm-up: ${config.warmup} s of reads per server, not counted`);
+    for (const kind of kinds) await load(servers.get(kind)!, 'read', 16, cookies.get(kind)!.seeded, config.warmup);
+  }
+  const rows: ScenarioRow[] = [];
+  for (const scenario of SCENARIOS) {
+    for (const connections of config.connections) {
+      await quiet(`${scenario} at ${connections} connections`);
+      console.log(`\n${scenario}, ${connections} connections`);
+      const runs = new Map<StoreKind, LoadResult[]>(kinds.map((kind) => [kind, []]));
+      for (let repetition = 0; repetition < config.repetitions; repetition++) {
+        // Interleaved, and each repetition starts one store further on, so no store always runs first.
+        const order = kinds.map((_, i) => kinds[(i + repetition) % kinds.length]!);
+        for (const kind of order) {
+          const server = servers.get(kind)!;
+          if (server.died !== undefined || !runsAt(kind, connections)) continue;
+          const { seeded, unknown } = cookies.get(kind)!;
+          const result = await load(server, scenario, connections, scenario === 'unknown' ? unknown : seeded, durationOf(kind));
+          runs.get(kind)!.push(result);
+          const errors = result.non2xx + result.socketErrors;
+          console.log(
+            `  ${STORE_LABELS[kind].padEnd(48)} ${String(Math.round(result.rps)).padStart(6)} req/s  p50 ${result.p50} ms  p99 ${result.p99} ms${errors > 0 ? `  errors ${errors}` : ''}`,
+          );
+        }
+      }
       for (const kind of kinds) {
-        const server = servers.get(kind)!;
-        const result = await load(server.url, scenario === 'read' ? 'GET' : 'POST', `/${scenario}`, server.cookies);
-        runs.set(kind, [...(runs.get(kind) ?? []), result]);
+        const results = runs.get(kind)!;
+        const died = servers.get(kind)!.died;
+        rows.push({
+          scenario,
+          connections,
+          store: kind,
+          runs: results,
+          rps: median(results.map((r) => r.rps)),
+          p50: median(results.map((r) => r.p50)),
+          p99: median(results.map((r) => r.p99)),
+          errors: results.reduce((sum, r) => sum + r.non2xx + r.socketErrors, 0),
+          ...(died !== undefined ? { note: `server ${died}` } : !runsAt(kind, connections) ? { note: `not run in ${config.mode} mode` } : {}),
+        });
       }
     }
-    for (const kind of kinds) {
-      const results = runs.get(kind)!;
-      rows.push({
-        store: labels[kind],
-        scenario,
-        rps: median(results.map((r) => r.rps)),
-        p50: median(results.map((r) => r.p50)),
-        p99: median(results.map((r) => r.p99)),
-        errors: results.reduce((sum, r) => sum + r.errors, 0),
-      });
+  }
+
+  // ------------------------------------------------------------ lost updates
+  // The second process of each store that can share its data, all started at once.
+  const seconds = new Map<StoreKind, Server>();
+  const sharing = kinds.filter((kind) => SHARABLE[kind] && servers.get(kind)!.died === undefined);
+  for (const server of await Promise.all(sharing.map((kind) => startServer(kind, storageOf(kind))))) seconds.set(server.kind, server);
+  await quiet('the lost-update test');
+  console.log(`\nlost updates: ${config.lostUpdateRequests} concurrent requests on one session × ${config.lostUpdateRounds} round${config.lostUpdateRounds === 1 ? '' : 's'}`);
+  const lostUpdates: LostUpdateRow[] = [];
+  for (const kind of kinds) {
+    const first = servers.get(kind)!;
+    for (const processes of [1, 2] as const) {
+      if (first.died !== undefined) {
+        lostUpdates.push({ store: kind, processes, total: 0, lost: null, failed: null, rounds: [], note: `server ${first.died}` });
+        continue;
+      }
+      const second = seconds.get(kind);
+      if (processes === 2 && second === undefined) {
+        lostUpdates.push({ store: kind, processes, total: 0, lost: null, failed: null, rounds: [], note: 'n/a: the data lives in one process' });
+        continue;
+      }
+      const urls = processes === 1 ? [first.url] : [first.url, second!.url];
+      const rounds = [];
+      for (let round = 0; round < config.lostUpdateRounds; round++) rounds.push(await lostUpdateRound(urls));
+      const row: LostUpdateRow = {
+        store: kind,
+        processes,
+        total: config.lostUpdateRequests * config.lostUpdateRounds,
+        lost: rounds.reduce((sum, r) => sum + r.lost, 0),
+        failed: rounds.reduce((sum, r) => sum + r.failed, 0),
+        rounds,
+      };
+      lostUpdates.push(row);
+      console.log(`  ${STORE_LABELS[kind].padEnd(48)} ${processes} process${processes === 1 ? ' ' : 'es'}: lost ${row.lost} of ${row.total}${row.failed ? `, ${row.failed} requests failed` : ''}`);
     }
   }
-  console.log(`\n${connections} connections, ${duration} s × ${repetitions} runs, medians, ${sessionCount} sessions, ${os.cpus().length} cores, node ${process.version}`);
-  console.log('| scenario | store | req/s | p50 ms | p99 ms | errors | ratio to MemoryStore |');
-  console.log('|---|---|---:|---:|---:|---:|---:|');
-  for (const row of rows) {
-    const memory = rows.find((other) => other.scenario === row.scenario && other.store.includes('Memory'))!;
-    console.log(`| ${row.scenario} | ${row.store} | ${Math.round(row.rps)} | ${row.p50} | ${row.p99} | ${row.errors} | ${(row.rps / memory.rps).toFixed(2)}× |`);
-  }
+
+  // ------------------------------------------------------------ output
+  for (const server of servers.values()) if (server.died !== undefined) notes.push(`${STORE_LABELS[server.kind]}: the server ${server.died}.`);
+  const results: BenchResults = {
+    mode: config.mode,
+    date: new Date().toISOString(),
+    seconds: (performance.now() - started) / 1000,
+    config: { ...config, timeoutSeconds: config.timeoutSeconds },
+    machine: { ...machine, loadavgEnd: os.loadavg() },
+    versions,
+    raw,
+    scenarios: rows,
+    lostUpdates,
+    notes,
+  };
+  const markdown = renderMarkdown(results);
+  fs.writeFileSync(markdownFile, markdown);
+  fs.writeFileSync(jsonFile, `${JSON.stringify(results, null, 2)}\n`);
+  console.log(`\n${markdown}`);
+  console.log(`wrote ${path.relative(process.cwd(), markdownFile)} and ${path.relative(process.cwd(), jsonFile)} (${results.seconds.toFixed(0)} s)`);
+}
+
+try {
+  await main();
+} catch (error) {
+  console.error(error);
+  process.exitCode = 1;
 } finally {
-  for (const server of servers.values()) server.child.kill();
-  await fs.rm(work, { recursive: true, force: true });
+  await stopAll();
+  // The exit handler removes the temp dir; exit now, whatever handle (a keep-alive socket) is left.
+  process.exit();
 }

@@ -14,27 +14,45 @@ function machineCpu(): { busyMs: number; totalMs: number } | null {
   }
 }
 
-/** Starts a window; `end()` gives the share of all cores that OTHER processes used meanwhile (0–1), or null. */
-export function otherCpuWindow(): { end: () => number | null } {
+/** CPU time (user + system) of process `pid` from /proc/<pid>/stat, in ms; 0 when it is gone or unreadable. */
+export function processCpuMs(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The name field (2) may hold spaces; the fields after its closing parenthesis are plain.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Starts a window; `end()` gives the share of all cores that OTHER processes used meanwhile (0–1), or null.
+ * `ours` lists further processes that count as this one (a bench's own servers), read at start and end.
+ */
+export function otherCpuWindow(ours: () => readonly number[] = () => []): { end: () => number | null } {
   const m0 = machineCpu();
   const own0 = process.cpuUsage();
+  const ours0 = new Map(ours().map((pid) => [pid, processCpuMs(pid)]));
   return {
     end: () => {
       const m1 = machineCpu();
       if (m0 === null || m1 === null || m1.totalMs <= m0.totalMs) return null;
       const own = process.cpuUsage(own0);
-      const other = m1.busyMs - m0.busyMs - (own.user + own.system) / 1000;
+      let oursMs = 0;
+      for (const [pid, before] of ours0) oursMs += Math.max(0, processCpuMs(pid) - before);
+      const other = m1.busyMs - m0.busyMs - (own.user + own.system) / 1000 - oursMs;
       return Math.max(0, other / (m1.totalMs - m0.totalMs));
     },
   };
 }
 
-/** Waits (at most `maxSeconds`) until other processes use under 10 % of the cores for 3 s. */
-export async function waitQuiet(maxSeconds: number, what: string): Promise<number | null> {
+/** Waits (at most `maxSeconds`) until other processes use under 10 % of the cores for 3 s; `ours` as in otherCpuWindow. */
+export async function waitQuiet(maxSeconds: number, what: string, ours: () => readonly number[] = () => []): Promise<number | null> {
   const started = performance.now();
   let lastLog = 0;
   for (;;) {
-    const window = otherCpuWindow();
+    const window = otherCpuWindow(ours);
     await new Promise((resolve) => setTimeout(resolve, 3000));
     const other = window.end();
     const waited = (performance.now() - started) / 1000;
@@ -47,4 +65,21 @@ export async function waitQuiet(maxSeconds: number, what: string): Promise<numbe
       console.log(`  waiting for a quiet machine before ${what}: other processes use ${(other * 100).toFixed(0)} % of the cores (${waited.toFixed(0)} s / ${maxSeconds} s)`);
     }
   }
+}
+
+/**
+ * Waits (at most `maxMs`) until process `pid` uses under a tick of CPU in 100 ms: a server still
+ * working off the requests of a finished load run would otherwise steal CPU from the next one.
+ * Resolves to the ms waited.
+ */
+export async function waitIdle(pid: number, maxMs = 30_000): Promise<number> {
+  const started = performance.now();
+  let before = processCpuMs(pid);
+  while (performance.now() - started < maxMs) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const now = processCpuMs(pid);
+    if (now - before <= 10) break;
+    before = now;
+  }
+  return performance.now() - started;
 }
