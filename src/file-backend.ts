@@ -235,6 +235,12 @@ export class FileBackend {
     return withLock(this.#io, this.pathOf(name), this.#lock, fn);
   }
 
+  /** Runs `fn` for a session file that no one else can know of yet (its folder is created first). */
+  async withoutLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    await this.#ensureFolder(name.slice(0, 2));
+    return fn();
+  }
+
   /** Like `withLock`, but gives up at once (undefined) when someone else holds the lock. */
   async tryLock<T>(name: string, fn: (assertHeld: AssertHeld) => Promise<T>): Promise<T | undefined> {
     return withLock(this.#io, this.pathOf(name), { ...this.#lock, waitMs: 0 }, fn).catch((error: unknown) => {

@@ -59,6 +59,8 @@ type Job =
       readonly session: Session;
       readonly changes: ChangeSet;
       readonly isNew: boolean;
+      /** The first commit of an id generated here: no file and no other request can know it yet. */
+      readonly unclaimed: boolean;
       readonly deadline: CommitOptions | undefined;
       readonly resolve: (outcome: CommitOutcome) => void;
       readonly reject: (error: unknown) => void;
@@ -104,6 +106,12 @@ export class Store extends EventEmitter<StoreEvents> {
   /** Session files whose lock gc is taking or holding in this process, and when it is done. */
   readonly #gcLocks = new Map<string, Promise<unknown>>();
   readonly #signingSecrets: readonly string[];
+  /**
+   * Sessions made by `create()` whose id has not been written yet: 256 random bits generated in
+   * this process, so no file of that name exists and no other process can be writing one. Their
+   * first commit needs neither the lock nor a read of the latest version.
+   */
+  readonly #unclaimed = new WeakSet<Session>();
 
   /** @internal Use `openStore()`. */
   constructor(options: ResolvedOptions, backend: FileBackend) {
@@ -129,7 +137,9 @@ export class Store extends EventEmitter<StoreEvents> {
 
   /** A new, empty session with a fresh random id. Stored at its first commit. */
   create(): Session {
-    return new Session(generateId(), new Map(), true, this);
+    const session = new Session(generateId(), new Map(), true, this);
+    this.#unclaimed.add(session);
+    return session;
   }
 
   /**
@@ -215,12 +225,15 @@ export class Store extends EventEmitter<StoreEvents> {
     if (session.isGone) return Promise.resolve('gone');
     if (!session.isNew && !inside.hasPendingChanges(session) && options === undefined) return Promise.resolve('unchanged');
     const changes = inside.takeChanges(session);
+    // Only the first attempt: once a write of it may have happened, the id is claimed.
+    const unclaimed = this.#unclaimed.delete(session);
     return new Promise((resolve, reject) => {
       this.#enqueue(session.id, {
         kind: 'commit',
         session,
         changes,
         isNew: session.isNew,
+        unclaimed,
         deadline: options,
         resolve,
         reject: (error) => {
@@ -257,7 +270,9 @@ export class Store extends EventEmitter<StoreEvents> {
       queue.jobs = [];
       let settle: () => void;
       try {
-        settle = await this.#backend.withLock(name, (assertHeld) => this.#runBatch(name, queue.id, batch, assertHeld));
+        settle = batch.every((job) => job.kind === 'commit' && job.unclaimed)
+          ? await this.#backend.withoutLock(name, () => this.#runBatch(name, queue.id, batch, () => undefined, true))
+          : await this.#backend.withLock(name, (assertHeld) => this.#runBatch(name, queue.id, batch, assertHeld, false));
       } catch (error) {
         for (const job of batch) job.reject(error);
         continue;
@@ -273,8 +288,8 @@ export class Store extends EventEmitter<StoreEvents> {
   }
 
   /** Writes the batch's outcome under the lock; returns how to settle its jobs once the lock is released. */
-  async #runBatch(name: string, id: string, batch: readonly Job[], assertHeld: () => void): Promise<() => void> {
-    const latest = await this.#backend.readLatest(id);
+  async #runBatch(name: string, id: string, batch: readonly Job[], assertHeld: () => void, unclaimed: boolean): Promise<() => void> {
+    const latest = unclaimed ? ({ state: 'missing' } as const) : await this.#backend.readLatest(id);
     const now = this.#options.now();
     if (latest.state === 'tampered') this.emit('tamper', { file: this.#backend.relative(name), reason: latest.reason });
     const onDisk = latest.state !== 'missing';

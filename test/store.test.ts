@@ -8,6 +8,7 @@ import lockfile from 'proper-lockfile';
 import { defaultIo, type Io } from '../src/io.js';
 import { openStore, type GcReport } from '../src/index.js';
 import { manualClock } from './helpers/clock.js';
+import { faultyIo } from './helpers/faulty-io.js';
 import { KEY, listFiles, tempDir } from './helpers/temp-dir.js';
 
 const run = promisify(execFile);
@@ -201,6 +202,41 @@ test('a session kept alive by reads alone takes a commit long after its last wri
   loaded.set('b', 2);
   t.is(await store.commit(loaded), 'written');
   t.deepEqual([...(await store.load(session.id))!.entries()].sort(), [['a', 1], ['b', 2]]);
+});
+
+test('the first commit of a session made here takes no lock and reads nothing; a retry after a failed write does both', async (t) => {
+  const dir = await tempDir(t);
+  const faults = faultyIo();
+  const calls = { lock: 0, readLatest: 0 };
+  const io: Io = {
+    ...faults.io,
+    lock: (file, request) => {
+      calls.lock++;
+      return faults.io.lock(file, request);
+    },
+    readLatest: (file, limit) => {
+      calls.readLatest++;
+      return faults.io.readLatest(file, limit);
+    },
+  };
+  const store = await openStore({ dir, keys: KEY, io });
+  // Its id is 256 random bits made by this store: no file of that name, no one else who knows it.
+  const fresh = store.create();
+  fresh.set('a', 1);
+  t.is(await store.commit(fresh), 'written');
+  t.deepEqual(calls, { lock: 0, readLatest: 0 });
+  fresh.set('b', 2);
+  await store.commit(fresh);
+  t.deepEqual(calls, { lock: 1, readLatest: 1 });
+
+  // A first write that failed may have landed (a full disk at the rename, say): the retry locks and reads.
+  const unlucky = store.create();
+  unlucky.set('c', 3);
+  faults.fail('write', 'ENOSPC');
+  await t.throwsAsync(store.commit(unlucky), { code: 'ERR_SESSION_STORE_IO' });
+  t.is(await store.commit(unlucky), 'written');
+  t.deepEqual(calls, { lock: 2, readLatest: 2 });
+  t.deepEqual([...(await store.load(unlucky.id))!.entries()], [['c', 3]]);
 });
 
 test('destroy removes the file at once; a later commit of a copy does not recreate it', async (t) => {
