@@ -60,6 +60,12 @@ const config = {
   duration: numberArg('--duration', quick ? 1 : 10, 1),
   repetitions: quick ? 1 : 3,
   connections: [16, 64],
+  /**
+   * `unknown` also at 1 connection: at 16 and 64 a closed loop's latency is mostly queueing
+   * (connections ÷ throughput, Little's law), for every store alike; one connection shows the
+   * cost of the request itself.
+   */
+  connectionsUnknown: [1, 16, 64],
   /** Sessions made before the runs (read, write); unknown ids as many. */
   sessions: quick ? 200 : 1000,
   /**
@@ -343,7 +349,8 @@ async function main(): Promise<void> {
 
   // ------------------------------------------------------------ scenarios
   const durationOf = (kind: StoreKind) => (kind === 'file-store-secret' ? config.durationEncryptedFileStore : config.duration);
-  const runsAt = (kind: StoreKind, connections: number) => kind !== 'file-store-secret' || config.connectionsEncryptedFileStore.includes(connections);
+  const runsAt = (kind: StoreKind, connections: number) =>
+    kind !== 'file-store-secret' || config.connectionsEncryptedFileStore.includes(connections) || connections === 1;
   if (config.warmup > 0) {
     console.log(`
 warm-up: ${config.warmup} s of reads per server, not counted`);
@@ -351,7 +358,7 @@ warm-up: ${config.warmup} s of reads per server, not counted`);
   }
   const rows: ScenarioRow[] = [];
   for (const scenario of SCENARIOS) {
-    for (const connections of config.connections) {
+    for (const connections of scenario === 'unknown' ? config.connectionsUnknown : config.connections) {
       await quiet(`${scenario} at ${connections} connections`);
       console.log(`\n${scenario}, ${connections} connections`);
       const runs = new Map<StoreKind, LoadResult[]>(kinds.map((kind) => [kind, []]));
