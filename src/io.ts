@@ -235,7 +235,7 @@ export const defaultIo: Io = {
 export interface OperationsIo {
   /** Moves a file or folder within one file system, atomically (a file already at `to` is replaced, as rename(2) does). */
   rename(from: string, to: string): Promise<void>;
-  /** Creates `path` holding `data`, mode 0600 whatever the umask; fails with EEXIST if it exists. No fsync. */
+  /** Creates `path` holding `data`, mode 0600 whatever the umask; fails with EEXIST if it exists. Fsynced. */
   createFile(path: string, data: Buffer): Promise<void>;
 }
 
@@ -247,6 +247,8 @@ export const operationsIo: OperationsIo = {
       await handle.writeFile(data);
       // The umask filters open's mode; 0600 is the contract whatever it is.
       await handle.chmod(0o600);
+      // On disk before the backup's manifest, written last, says the copy is complete.
+      await handle.sync();
     } finally {
       await handle.close();
     }
