@@ -315,3 +315,32 @@ test('backup while another process keeps committing: a store on the copy reads 1
   t.regex(human.stdout, /^backup: copied 300 session files/);
   assertClean(t, [result, notEmpty, inside, human], ids);
 });
+
+test('cp -a of the data dir while another process keeps committing: a store on the copy reads every session (guarantee 10)', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore({ dir, keys: KEY });
+  const ids = await seed(store, 200, 3000);
+  const hot = ids.slice(0, 40);
+  const writer = startWriter(t, dir, [KEY], hot);
+  await writer.ready;
+  // Three copies taken one after another, each under the writer's load.
+  const copies = [1, 2, 3].map((n) => path.join(path.dirname(dir), `copy-${n}`));
+  for (const copy of copies) await run('cp', ['-a', dir, copy]);
+  const { counts, commits } = await writer.stop();
+  t.true(commits >= 40);
+  for (const copy of copies) {
+    const opened = await openStore({ dir: copy, keys: KEY });
+    const tampered: unknown[] = [];
+    opened.on('tamper', (event) => tampered.push(event));
+    let readable = 0;
+    for (const id of ids) {
+      const session = await opened.load(id);
+      if (session === null) continue;
+      readable++;
+      const count = session.get('count') as number;
+      t.true(count >= 0 && count <= (counts[id] ?? 0), 'a version the writer really made');
+    }
+    t.is(readable, ids.length, `every session reads from ${path.basename(copy)}`);
+    t.deepEqual(tampered, []);
+  }
+});
