@@ -6,10 +6,9 @@ import test, { type ExecutionContext } from 'ava';
 import { openStore, type Store } from '../src/index.js';
 import { createKeyring } from '../src/keys.js';
 import { readHeader } from '../src/seal.js';
-import { fileNameOf } from '../src/session-id.js';
 import { cli, type CliResult } from './helpers/cli.js';
 import { runSnippet } from './helpers/node-snippet.js';
-import { KEY, listFiles, OLD_KEY, tempDir } from './helpers/temp-dir.js';
+import { exists, KEY, listFiles, OLD_KEY, sessionFileOf, tempDir } from './helpers/temp-dir.js';
 
 /*
  * The CLI commands that change a data dir while servers may be writing to it: verify --repair,
@@ -19,17 +18,6 @@ import { KEY, listFiles, OLD_KEY, tempDir } from './helpers/temp-dir.js';
 const run = promisify(execFile);
 const KEY_ID = createKeyring([KEY]).primary.idHex;
 
-function fileOf(dir: string, id: string): string {
-  const name = fileNameOf(id);
-  return path.join(dir, name.slice(0, 2), `${name}.sess`);
-}
-
-async function exists(file: string): Promise<boolean> {
-  return fs.access(file).then(
-    () => true,
-    () => false,
-  );
-}
 
 /** Sessions `{ count: 0, pad }`, `count` of them, sealed by `store`. */
 async function seed(store: Store, count: number, padBytes: number): Promise<string[]> {
@@ -119,23 +107,23 @@ test('verify finds a flipped byte, a wrong key, a foreign file and debris; --rep
   const [oldKeyed] = await seed(await openStore({ dir, keys: OLD_KEY }), 1, 100);
   const ids = [...good, flipped!, foreign!, oldKeyed!];
 
-  const flippedFile = fileOf(dir, flipped!);
+  const flippedFile = sessionFileOf(dir, flipped!);
   const bytes = await fs.readFile(flippedFile);
   bytes[bytes.length - 5]! ^= 0x01;
   await fs.writeFile(flippedFile, bytes);
-  const foreignFile = fileOf(dir, foreign!);
+  const foreignFile = sessionFileOf(dir, foreign!);
   await fs.writeFile(foreignFile, 'not a sealed session file');
-  const oldKeyedFile = fileOf(dir, oldKeyed!);
+  const oldKeyedFile = sessionFileOf(dir, oldKeyed!);
   const originals = new Map(await Promise.all([flippedFile, foreignFile, oldKeyedFile].map(async (file) => [file, await fs.readFile(file)] as const)));
   // Debris: a temp file and a lock left by killed processes, and a lock in use right now.
   const hour = 3600_000;
-  const orphan = `${fileOf(dir, good[0]!)}.987654`;
+  const orphan = `${sessionFileOf(dir, good[0]!)}.987654`;
   await fs.writeFile(orphan, 'half');
   await fs.utimes(orphan, new Date(Date.now() - hour), new Date(Date.now() - hour));
-  const staleLock = `${fileOf(dir, good[1]!)}.lock`;
+  const staleLock = `${sessionFileOf(dir, good[1]!)}.lock`;
   await fs.mkdir(staleLock);
   await fs.utimes(staleLock, new Date(Date.now() - hour), new Date(Date.now() - hour));
-  const liveLock = `${fileOf(dir, good[2]!)}.lock`;
+  const liveLock = `${sessionFileOf(dir, good[2]!)}.lock`;
   await fs.mkdir(liveLock);
   await fs.utimes(liveLock, new Date(Date.now() + hour), new Date(Date.now() + hour));
 
@@ -198,7 +186,7 @@ test('rekey while another process keeps committing: afterwards every session rea
   const ids = await seed(await openStore({ dir, keys: OLD_KEY }), 300, 2000);
   const hot = ids.slice(0, 40);
   const cold = ids.slice(40);
-  const headersBefore = new Map(await Promise.all(cold.map(async (id) => [id, { header: readHeader(await fs.readFile(fileOf(dir, id))), mtimeMs: (await fs.stat(fileOf(dir, id))).mtimeMs }] as const)));
+  const headersBefore = new Map(await Promise.all(cold.map(async (id) => [id, { header: readHeader(await fs.readFile(sessionFileOf(dir, id))), mtimeMs: (await fs.stat(sessionFileOf(dir, id))).mtimeMs }] as const)));
 
   // The servers run with [new, old] already (step 2 of a rotation), and keep writing.
   const writer = startWriter(t, dir, [KEY, OLD_KEY], hot);
@@ -235,12 +223,12 @@ test('rekey while another process keeps committing: afterwards every session rea
   // Same creation time, deadlines and last use: a rekey is not a use.
   for (const id of cold) {
     const before = headersBefore.get(id)!;
-    const header = readHeader(await fs.readFile(fileOf(dir, id)));
+    const header = readHeader(await fs.readFile(sessionFileOf(dir, id)));
     t.like(header, { ...before.header, keyIdHex: KEY_ID });
     // Last use as the store counts it: the later of the sealed write time and the file's mtime
     // (which the kernel's coarse clock can put a hair before the write time).
     const lastUse = (mtimeMs: number) => Math.round(Math.max(before.header!.written, mtimeMs));
-    t.is(lastUse((await fs.stat(fileOf(dir, id))).mtimeMs), lastUse(before.mtimeMs));
+    t.is(lastUse((await fs.stat(sessionFileOf(dir, id))).mtimeMs), lastUse(before.mtimeMs));
   }
   assertClean(t, [first, second, verify], ids);
 });
@@ -251,9 +239,9 @@ test('backup while another process keeps committing: a store on the copy reads 1
   const ids = await seed(store, 300, 5000);
   const hot = ids.slice(0, 40);
   // Debris that must not be copied: a stale lock and a temp file.
-  const tempFile = `${fileOf(dir, ids[100]!)}.13579`;
+  const tempFile = `${sessionFileOf(dir, ids[100]!)}.13579`;
   await fs.writeFile(tempFile, 'half');
-  await fs.mkdir(`${fileOf(dir, ids[101]!)}.lock`);
+  await fs.mkdir(`${sessionFileOf(dir, ids[101]!)}.lock`);
 
   const writer = startWriter(t, dir, [KEY], hot);
   await writer.ready;

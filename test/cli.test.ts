@@ -5,9 +5,8 @@ import signature from 'cookie-signature';
 import { openStore, type JsonValue, type Store } from '../src/index.js';
 import { devKeyPath } from '../src/key-source.js';
 import { createKeyring } from '../src/keys.js';
-import { fileNameOf } from '../src/session-id.js';
 import { cli, type CliResult } from './helpers/cli.js';
-import { KEY, listFiles, OLD_KEY, tempDir } from './helpers/temp-dir.js';
+import { exists, KEY, listFiles, OLD_KEY, sessionFileOf, tempDir } from './helpers/temp-dir.js';
 
 /*
  * The operations CLI, spawned as a child process with piped output, on real data dirs. The
@@ -171,7 +170,7 @@ test('gc removes exactly the expired sessions (and old debris), --dry-run remove
   const past = await openStore({ dir, keys: KEY, now: () => Date.now() - 10 * 86_400_000, absoluteTimeout: 3600 });
   const expired = await Promise.all([1, 2, 3, 4].map((n) => stored(past, { n })));
   // A temp file left by a writer killed two hours ago.
-  const liveFile = await fileOf(dir, live[0]!);
+  const liveFile = sessionFileOf(dir, live[0]!);
   const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
   const oldTemp = `${liveFile}.424242`;
   await fs.writeFile(oldTemp, 'left by a killed writer');
@@ -188,7 +187,7 @@ test('gc removes exactly the expired sessions (and old debris), --dry-run remove
   t.regex(human.stdout, /removed 4 of 4 expired sessions and 1 of 1 piece of debris/);
   const reopened = await openStore({ dir, keys: KEY });
   for (const id of live) t.truthy(await reopened.load(id));
-  for (const id of expired) t.false(await exists(await fileOf(dir, id)));
+  for (const id of expired) t.false(await exists(sessionFileOf(dir, id)));
   t.false(await exists(oldTemp));
   t.is((await listFiles(dir)).length, 5);
   const again = await run(['gc', '--dir', dir, '--json']);
@@ -243,7 +242,7 @@ test('show prints a live session from its id, its cookie value, or an express-se
   const ids = [id, dashed.id];
   const run = recorder(t, () => ids);
   const env = { SESSION_KEYS: `${KEY},${OLD_KEY}` };
-  const file = await fileOf(dir, id);
+  const file = sessionFileOf(dir, id);
   const mtime = (await fs.stat(file)).mtimeMs;
 
   const ours = signature.sign(id, store.signingSecrets[0]!);
@@ -296,14 +295,3 @@ test('the CLI modules reach the disk only through io.ts and print only through t
   }
 });
 
-async function fileOf(dir: string, id: string): Promise<string> {
-  const name = fileNameOf(id);
-  return path.join(dir, name.slice(0, 2), `${name}.sess`);
-}
-
-async function exists(file: string): Promise<boolean> {
-  return fs.access(file).then(
-    () => true,
-    () => false,
-  );
-}
