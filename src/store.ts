@@ -96,8 +96,9 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
 
 /**
  * Sessions in sealed files. Reads take no lock; each commit locks the session's file, reads its
- * latest version, replays this session's changes onto it, and writes atomically. Commits of one
- * session within this process queue in memory and are coalesced into one write.
+ * latest version, replays this session's changes onto it, and writes atomically (the first commit
+ * of a session made by `create()` needs neither lock nor read: no one else can know its id yet).
+ * Commits of one session within this process queue in memory and are coalesced into one write.
  */
 export class Store extends EventEmitter<StoreEvents> {
   readonly #options: ResolvedOptions;
