@@ -60,36 +60,54 @@ function versionOf(stats: fs.BigIntStats): string {
   return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`;
 }
 
-function readWhole(path: string, limit: number): Promise<FileSnapshot> {
-  // Callback API: one promise per read instead of a FileHandle per read (measurably cheaper on
-  // the hot path of every request).
+// Callback API throughout the reads: one promise per read instead of a FileHandle per read
+// (measurably cheaper on the hot path of every request).
+
+/** Opens `path` for reading, hands the fd to `use`, and closes it whatever `use` ends with. */
+function readOpen<T>(path: string, use: (fd: number, done: (error: NodeJS.ErrnoException | null, result?: T) => void) => void): Promise<T> {
   return new Promise((resolve, reject) => {
     fs.open(path, 'r', (openError, fd) => {
       if (openError) return reject(openError);
-      const finish = (error: NodeJS.ErrnoException | null, snapshot?: FileSnapshot) => {
+      use(fd, (error, result) => {
         fs.close(fd, (closeError) => {
           if (error ?? closeError) reject(error ?? closeError);
-          else resolve(snapshot!);
+          else resolve(result!);
         });
-      };
-      fs.fstat(fd, { bigint: true }, (statError, stats) => {
-        if (statError) return finish(statError);
-        const fileSize = Number(stats.size);
-        const mtimeMs = Math.round(Number(stats.mtimeNs) / 1e6);
-        const version = versionOf(stats);
-        const size = Math.min(fileSize, limit + 1);
-        const buffer = Buffer.allocUnsafe(size);
-        let offset = 0;
-        const readMore = () => {
-          if (offset >= size) return finish(null, { data: buffer, mtimeMs, size: fileSize, version });
-          fs.read(fd, buffer, offset, size - offset, offset, (readError, bytesRead) => {
-            if (readError) return finish(readError);
-            if (bytesRead === 0) return finish(null, { data: buffer.subarray(0, offset), mtimeMs, size: fileSize, version });
-            offset += bytesRead;
-            readMore();
-          });
-        };
-        readMore();
+      });
+    });
+  });
+}
+
+/**
+ * Reads `fd` to its end, or to `limit + 1` bytes, into a buffer of `initial` bytes grown when it
+ * fills. A short read of a regular file is its end: sized one byte over the file, a single read
+ * does it (no second read just to be told so).
+ */
+function readToEnd(fd: number, initial: number, limit: number, done: (error: NodeJS.ErrnoException | null, data?: Buffer) => void): void {
+  let buffer = Buffer.allocUnsafe(Math.min(initial, limit + 1));
+  let offset = 0;
+  const readMore = () => {
+    fs.read(fd, buffer, offset, buffer.length - offset, offset, (readError, bytesRead) => {
+      if (readError) return done(readError);
+      offset += bytesRead;
+      if (bytesRead === 0 || offset < buffer.length || buffer.length > limit) return done(null, buffer.subarray(0, offset));
+      const larger = Buffer.allocUnsafe(Math.min(buffer.length * 4, limit + 1));
+      buffer.copy(larger, 0, 0, offset);
+      buffer = larger;
+      readMore();
+    });
+  };
+  readMore();
+}
+
+function readWhole(path: string, limit: number): Promise<FileSnapshot> {
+  return readOpen(path, (fd, done) => {
+    fs.fstat(fd, { bigint: true }, (statError, stats) => {
+      if (statError) return done(statError);
+      const size = Number(stats.size);
+      readToEnd(fd, size + 1, limit, (readError, data) => {
+        if (readError) return done(readError);
+        done(null, { data: data!, mtimeMs: Math.round(Number(stats.mtimeNs) / 1e6), size, version: versionOf(stats) });
       });
     });
   });
@@ -97,36 +115,8 @@ function readWhole(path: string, limit: number): Promise<FileSnapshot> {
 
 /** open → read until EOF (or `limit + 1` bytes) → close. */
 function readLatest(path: string, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    fs.open(path, 'r', (openError, fd) => {
-      if (openError) return reject(openError);
-      // Most sessions are a few KB: one read into this, and a larger buffer only when it fills.
-      let buffer = Buffer.allocUnsafe(Math.min(16 * 1024, limit + 1));
-      let offset = 0;
-      const finish = (error: NodeJS.ErrnoException | null) => {
-        fs.close(fd, (closeError) => {
-          if (error ?? closeError) reject(error ?? closeError);
-          else resolve(buffer.subarray(0, offset));
-        });
-      };
-      const readMore = () => {
-        if (offset === buffer.length) {
-          if (buffer.length > limit) return finish(null);
-          const larger = Buffer.allocUnsafe(Math.min(buffer.length * 4, limit + 1));
-          buffer.copy(larger, 0, 0, offset);
-          buffer = larger;
-        }
-        fs.read(fd, buffer, offset, buffer.length - offset, offset, (readError, bytesRead) => {
-          if (readError) return finish(readError);
-          offset += bytesRead;
-          // A short read of a regular file is its end: no extra read just to be told so.
-          if (bytesRead === 0 || offset < buffer.length) return finish(null);
-          readMore();
-        });
-      };
-      readMore();
-    });
-  });
+  // Most sessions are a few KB: one read, and a larger buffer only when it fills.
+  return readOpen(path, (fd, done) => readToEnd(fd, 16 * 1024, limit, done));
 }
 
 let writes = 0;
