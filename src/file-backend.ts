@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { LRUCache } from 'lru-cache';
 import type { SessionData } from './changes.js';
 import { errorCode, SealedSessionError } from './errors.js';
 import type { Io } from './io.js';
@@ -47,6 +48,11 @@ export interface HeaderSnapshot {
   readonly size: number;
 }
 
+/** A file that is not there: the normal answer for an unknown or destroyed session. */
+function isGone(error: unknown): boolean {
+  return errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR';
+}
+
 function ioError(action: string, error: unknown): SealedSessionError {
   if (error instanceof SealedSessionError) return error;
   return new SealedSessionError('ERR_SESSION_STORE_IO', `could not ${action} (${errorCode(error) ?? 'error'})`, { cause: error });
@@ -61,10 +67,11 @@ export class FileBackend {
   #keyring: Keyring;
   readonly #folders = new Set<string>();
 
-  readonly #cache: SessionCache;
+  /** Recently read sessions by file name, with the file version they were read from (null: `cacheSize` 0). */
+  readonly #cache: LRUCache<string, { version: string; session: StoredSession }> | null;
 
   constructor(dir: string, keyring: Keyring, io: Io, lock: LockSettings, maxBytes: number, cacheSize: number) {
-    this.#cache = new SessionCache(cacheSize);
+    this.#cache = cacheSize > 0 ? new LRUCache({ max: cacheSize }) : null;
     this.#dir = dir;
     this.#keyring = keyring;
     this.#io = io;
@@ -94,10 +101,7 @@ export class FileBackend {
 
   /** `fresh`: bypass the cache (a commit merges onto exactly what is on disk). */
   async read(id: string, fresh = false): Promise<ReadOutcome> {
-    const name = this.nameOf(id);
-    const outcome = await this.readName(name, fresh);
-    if (outcome.state === 'found' && outcome.session.id !== id) return { state: 'tampered', reason: 'content' };
-    return outcome;
+    return this.readName(this.nameOf(id), fresh);
   }
 
   /**
@@ -112,29 +116,28 @@ export class FileBackend {
    */
   async readName(name: string, fresh = false): Promise<ReadOutcome> {
     const file = this.pathOf(name);
-    const cached = fresh ? undefined : this.#cache.get(name);
+    const cached = fresh ? undefined : this.#cache?.get(name);
     if (cached !== undefined) {
       let current;
       try {
         current = await this.#io.stat(file);
       } catch (error) {
-        this.#cache.delete(name);
-        if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') return { state: 'missing' };
+        this.#cache?.delete(name);
+        if (isGone(error)) return { state: 'missing' };
         throw ioError('read a session file', error);
       }
       if (current.version === cached.version) return { state: 'found', session: cached.session };
-      this.#cache.delete(name);
+      this.#cache?.delete(name);
     }
     let snapshot;
     try {
       snapshot = await this.#io.readFile(file, this.#maxFileBytes);
     } catch (error) {
-      // A missing file is the normal answer for an unknown or destroyed session.
-      if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') return { state: 'missing' };
+      if (isGone(error)) return { state: 'missing' };
       throw ioError('read a session file', error);
     }
     const outcome = this.#open(name, snapshot.data, snapshot.mtimeMs);
-    if (outcome.state === 'found') this.#cache.set(name, snapshot.version, outcome.session);
+    if (outcome.state === 'found') this.#cache?.set(name, { version: snapshot.version, session: outcome.session });
     return outcome;
   }
 
@@ -149,12 +152,10 @@ export class FileBackend {
     try {
       data = await this.#io.readLatest(this.pathOf(name), this.#maxFileBytes);
     } catch (error) {
-      if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') return { state: 'missing' };
+      if (isGone(error)) return { state: 'missing' };
       throw ioError('read a session file', error);
     }
-    const outcome = this.#open(name, data);
-    if (outcome.state === 'found' && outcome.session.id !== id) return { state: 'tampered', reason: 'content' };
-    return outcome;
+    return this.#open(name, data);
   }
 
   /** The file's mtime (its last keep-alive mark), or null when it is gone. */
@@ -162,7 +163,7 @@ export class FileBackend {
     try {
       return (await this.#io.stat(this.pathOf(name))).mtimeMs;
     } catch (error) {
-      if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') return null;
+      if (isGone(error)) return null;
       throw ioError('read a session file', error);
     }
   }
@@ -173,7 +174,9 @@ export class FileBackend {
     if (!opened.ok) return { state: 'tampered', reason: opened.reason };
     const plaintext = opened.plaintext.toString('utf8');
     const parsed = parsePlaintext(plaintext);
-    if (parsed === null) return { state: 'tampered', reason: 'content' };
+    // Sealed for this name (the name is authenticated), yet holding an id of another name: only
+    // a key holder could make that, and it is no session of that id.
+    if (parsed === null || fileNameOf(parsed.id) !== name) return { state: 'tampered', reason: 'content' };
     return { state: 'found', session: { id: parsed.id, data: parsed.data, plaintext, header: opened.header, mtimeMs: mtimeMs ?? opened.header.written } };
   }
 
@@ -192,23 +195,23 @@ export class FileBackend {
   async write(name: string, id: string, data: SessionData, plaintext: string, times: EnvelopeTimes): Promise<void> {
     const envelope = seal(this.#keyring, times, Buffer.from(plaintext, 'utf8'), name);
     const file = this.pathOf(name);
-    this.#cache.delete(name);
+    this.#cache?.delete(name);
     try {
       await this.#io.writeFileAtomic(file, envelope);
     } catch (error) {
       throw ioError('write a session file', error);
     }
-    if (!this.#cache.enabled) return;
+    if (this.#cache === null) return;
     // Still under the lock, so no other writer can have replaced the file: what the stat sees
     // is the version just written (a concurrent keep-alive only moves its mtime).
     const written = await this.#io.stat(file).catch(() => undefined);
     if (written === undefined) return;
     const header = readHeader(envelope)!;
-    this.#cache.set(name, written.version, { id, data, plaintext, header, mtimeMs: written.mtimeMs });
+    this.#cache.set(name, { version: written.version, session: { id, data, plaintext, header, mtimeMs: written.mtimeMs } });
   }
 
   async remove(name: string): Promise<boolean> {
-    this.#cache.delete(name);
+    this.#cache?.delete(name);
     try {
       await this.#io.unlink(this.pathOf(name));
       return true;
@@ -320,42 +323,6 @@ export class FileBackend {
       if (errorCode(error) === 'ENOENT') return false;
       throw ioError('remove debris from the data dir', error);
     }
-  }
-
-
-}
-
-/** Recently read sessions, by file name, with the file version they were read from; least recently used out first. */
-class SessionCache {
-  readonly #capacity: number;
-  readonly #entries = new Map<string, { version: string; session: StoredSession }>();
-
-  constructor(capacity: number) {
-    this.#capacity = capacity;
-  }
-
-  get enabled(): boolean {
-    return this.#capacity > 0;
-  }
-
-  get(name: string): { version: string; session: StoredSession } | undefined {
-    const entry = this.#entries.get(name);
-    if (entry !== undefined) {
-      this.#entries.delete(name);
-      this.#entries.set(name, entry);
-    }
-    return entry;
-  }
-
-  set(name: string, version: string, session: StoredSession): void {
-    if (this.#capacity === 0) return;
-    this.#entries.delete(name);
-    this.#entries.set(name, { version, session });
-    if (this.#entries.size > this.#capacity) this.#entries.delete(this.#entries.keys().next().value!);
-  }
-
-  delete(name: string): void {
-    this.#entries.delete(name);
   }
 }
 

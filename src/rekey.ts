@@ -1,7 +1,6 @@
 import { errorCode, isSealedSessionError } from './errors.js';
 import { forEachLimited } from './for-each-limited.js';
-import { fileNameOf } from './session-id.js';
-import type { Store } from './store.js';
+import { lastUse, type Store } from './store.js';
 
 export interface RekeyReport {
   /** Session files looked at. */
@@ -54,12 +53,11 @@ export async function rekeyStore(store: Store): Promise<RekeyReport> {
         return outcome.reason === 'format' ? 'unreadable' : 'tampered';
       }
       const { session } = outcome;
-      if (fileNameOf(session.id) !== name) return 'tampered';
       const { header } = session;
       if (header.keyIdHex === primary) return 'current';
-      // The last use as of right now (a server's keep-alive moves the mtime without the lock),
-      // so that the rewrite, which sets the mtime to now, can put it back.
-      const lastUse = Math.max(header.written, (await store.options.io.stat(filePath)).mtimeMs);
+      // The last use as just read (a server's keep-alive moves the mtime without the lock), so
+      // that the rewrite, which sets the mtime to now, can put it back.
+      const used = lastUse(header, session.mtimeMs);
       assertHeld();
       await backend.write(name, session.id, session.data, session.plaintext, {
         created: header.created,
@@ -67,7 +65,7 @@ export async function rekeyStore(store: Store): Promise<RekeyReport> {
         absoluteDeadline: header.absoluteDeadline,
         idleSeconds: header.idleSeconds,
       });
-      await backend.touch(name, lastUse);
+      await backend.touch(name, used);
       return 'rewritten';
     });
   };

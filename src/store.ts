@@ -72,10 +72,19 @@ interface Queue {
   jobs: Job[];
 }
 
+/** When a session was last used: its last write, or a later keep-alive mark (the file's mtime). */
+export function lastUse(header: EnvelopeHeader, mtimeMs: number): number {
+  return Math.max(header.written, mtimeMs);
+}
+
+/** When a session expires: idle since its last use, or at its absolute deadline, whichever is first. */
+export function expiresAt(header: EnvelopeHeader, mtimeMs: number): number {
+  return Math.min(header.absoluteDeadline, lastUse(header, mtimeMs) + header.idleSeconds * 1000);
+}
+
 /** Whether a session has expired: its own deadlines, from the clear-text header; mtime is the last keep-alive. */
 export function isExpired(header: EnvelopeHeader, mtimeMs: number, now: number): boolean {
-  if (now >= header.absoluteDeadline) return true;
-  return now >= Math.max(header.written, mtimeMs) + header.idleSeconds * 1000;
+  return now >= expiresAt(header, mtimeMs);
 }
 
 /** Opens (creating if needed) a session store. Fast whatever the number of stored sessions: it reads no session. */
@@ -164,7 +173,7 @@ export class Store extends EventEmitter<StoreEvents> {
     if (stored === null) return null;
     const now = this.#options.now();
     let touched = false;
-    if (now - Math.max(stored.header.written, stored.mtimeMs) >= this.#options.touchIntervalMs) {
+    if (now - lastUse(stored.header, stored.mtimeMs) >= this.#options.touchIntervalMs) {
       const name = this.#backend.nameOf(id);
       touched = await this.#backend.touch(name, now).catch((error: unknown) => {
         this.emit('warning', { message: 'could not mark a session as used', error });
@@ -483,8 +492,7 @@ export class Store extends EventEmitter<StoreEvents> {
       totals.live++;
       oldestCreated = Math.min(oldestCreated ?? header.created, header.created);
       newestCreated = Math.max(newestCreated ?? header.created, header.created);
-      const deadline = Math.min(header.absoluteDeadline, Math.max(header.written, snapshot.mtimeMs) + header.idleSeconds * 1000);
-      const left = (deadline - now) / 1000;
+      const left = (expiresAt(header, snapshot.mtimeMs) - now) / 1000;
       expiresIn.find((bucket) => left <= bucket.upTo)!.sessions++;
     });
     return { ...totals, byKeyId, oldestCreated, newestCreated, expiresIn };

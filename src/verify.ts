@@ -4,7 +4,6 @@ import { errorCode, isSealedSessionError } from './errors.js';
 import type { FileBackend, ScanEntry } from './file-backend.js';
 import { forEachLimited } from './for-each-limited.js';
 import { operationsIo, type OperationsIo } from './io.js';
-import { fileNameOf } from './session-id.js';
 import { isExpired, type Store } from './store.js';
 
 /**
@@ -126,8 +125,6 @@ export async function verifyStore(store: Store, options: VerifyOptions = {}): Pr
       return outcome.reason === 'format' ? 'unreadable' : 'tampered';
     }
     const { session } = outcome;
-    // Sealed for this very name (the AAD says so), yet holding another id: only a key holder could make it.
-    if (fileNameOf(session.id) !== name) return 'tampered';
     return isExpired(session.header, session.mtimeMs, now) ? 'expired' : 'ok';
   }
 
