@@ -15,7 +15,8 @@ import { fileNameOf } from './session-id.js';
  * file live only its debris: `<name>.sess.lock/` (proper-lockfile) and `<name>.sess.<digits>`
  * (the temp file of an atomic write). Listings match the strict patterns below and so never see it.
  */
-const FOLDER = /^[0-9a-f]{2}$/;
+/** A session folder's name: the first two hex digits of its files' names. */
+export const FOLDER = /^[0-9a-f]{2}$/;
 const SESSION_FILE = /^([0-9a-f]{64})\.sess$/;
 const LOCK_DIR = /^([0-9a-f]{64})\.sess\.lock$/;
 const TEMP_FILE = /^[0-9a-f]{64}\.sess\.\d+$/;

@@ -1,6 +1,7 @@
 import path from 'node:path';
+import prettyBytes from 'pretty-bytes';
 import { backupStore, MANIFEST_FILE } from '../backup.js';
-import { Command, DATA_DIR_HELP, DATA_DIR_OPTIONS, formatBytes, plural, runCommand, type CliIo, type ExitCode } from './command.js';
+import { Command, DATA_DIR_HELP, DATA_DIR_OPTIONS, plural, runCommand, type CliIo, type ExitCode } from './command.js';
 
 const NAME = 'sealed-sessions backup';
 
@@ -40,7 +41,7 @@ export async function backup(args: readonly string[], io: CliIo): Promise<ExitCo
     }
     const keyIds = Object.entries(manifest.keyIds).map(([id, count]) => `${id}: ${count}`).join(', ') || '-';
     io.out(
-      `backup: copied ${plural(manifest.sessions, 'session file')} (${formatBytes(manifest.bytes)}; key ids ${keyIds}) ` +
+      `backup: copied ${plural(manifest.sessions, 'session file')} (${prettyBytes(manifest.bytes)}; key ids ${keyIds}) ` +
         `to ${path.resolve(dest!)}, manifest ${MANIFEST_FILE}`,
     );
     return 0;

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import cliProgress from 'cli-progress';
+import { FOLDER } from '../file-backend.js';
 import { defaultIo, type Io } from '../io.js';
 
 /** A progress bar, or nothing at all when there is no terminal to draw it on. */
@@ -8,8 +9,6 @@ export interface Progress {
   /** Removes the bar (before the summary is printed). */
   stop(): void;
 }
-
-const FOLDER = /^[0-9a-f]{2}$/;
 
 /**
  * Starts a bar on `stream` (stderr, when it is a terminal) counting to `total`; without a stream

@@ -1,5 +1,6 @@
+import prettyBytes from 'pretty-bytes';
 import { createKeyring } from '../keys.js';
-import { Command, DATA_DIR_HELP, DATA_DIR_OPTIONS, formatBytes, plural, runCommand, type CliIo, type ExitCode } from './command.js';
+import { Command, DATA_DIR_HELP, DATA_DIR_OPTIONS, plural, runCommand, type CliIo, type ExitCode } from './command.js';
 
 const NAME = 'sealed-sessions stats';
 
@@ -41,7 +42,7 @@ export async function stats(args: readonly string[], io: CliIo): Promise<ExitCod
     };
     const date = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString());
     const lines = [
-      `sessions   ${plural(result.sessions, 'file')}, ${formatBytes(result.bytes)}: ${result.live} live, ` +
+      `sessions   ${plural(result.sessions, 'file')}, ${prettyBytes(result.bytes)}: ${result.live} live, ` +
         `${result.expired} expired not yet collected, ${result.unreadable} unreadable`,
       `key ids    ${
         Object.entries(result.byKeyId)
