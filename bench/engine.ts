@@ -18,10 +18,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openStore, type Io, type Session, type Store } from '../src/index.js';
-import { defaultIo } from '../src/io.js';
-import { createKeyring } from '../src/keys.js';
-import { seal, unseal } from '../src/seal.js';
-import { fileNameOf, generateId } from '../src/session-id.js';
+import { defaultIo } from '../src/backends/file/io.js';
+import { createKeyring } from '../src/crypto/keys.js';
+import { seal, unseal } from '../src/crypto/seal.js';
+import { fileNameOf, generateId } from '../src/core/session-id.js';
 import { otherCpuWindow, waitQuiet } from './machine.js';
 import { aesGcmSealOp, describeDisk, kilobyteFileOps, latencyOf, measureRate, measureSync, mkdirRmdirOp, writeFsyncRenameOp, type RateResult } from './raw.js';
 

@@ -27,11 +27,11 @@ import path from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { openStore, type GcReport, type Io, type Store } from '../src/index.js';
-import { plaintextOf } from '../src/file-backend.js';
-import { defaultIo } from '../src/io.js';
-import { createKeyring, type Keyring } from '../src/keys.js';
-import { seal, type EnvelopeTimes } from '../src/seal.js';
-import { fileNameOf, generateId } from '../src/session-id.js';
+import { plaintextOf } from '../src/backends/file/file-backend.js';
+import { defaultIo } from '../src/backends/file/io.js';
+import { createKeyring, type Keyring } from '../src/crypto/keys.js';
+import { seal, type EnvelopeTimes } from '../src/crypto/seal.js';
+import { fileNameOf, generateId } from '../src/core/session-id.js';
 import { otherCpuWindow, waitQuiet } from './machine.js';
 
 const KEY = 'bench-million-key-0123456789abcdef-0123456789abcdef';

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { main } from './cli.js';
+import { main } from './cli/main.js';
 
 // Output piped into `head` and the like: a closed pipe ends the output, not with a stack trace.
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {

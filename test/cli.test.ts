@@ -3,8 +3,8 @@ import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import signature from 'cookie-signature';
 import { openStore, type JsonValue, type Store } from '../src/index.js';
-import { devKeyPath } from '../src/key-source.js';
-import { createKeyring } from '../src/keys.js';
+import { devKeyPath } from '../src/crypto/key-source.js';
+import { createKeyring } from '../src/crypto/keys.js';
 import { cli, type CliResult } from './helpers/cli.js';
 import { exists, KEY, listFiles, OLD_KEY, sessionFileOf, tempDir } from './helpers/temp-dir.js';
 

@@ -10,9 +10,9 @@ import test, { type ExecutionContext } from 'ava';
 import signature from 'cookie-signature';
 import express from 'express';
 import { openStore, sessions, type RequestWithTransaction, type Store, type Transaction } from '../src/index.js';
-import { defaultIo, type Io } from '../src/io.js';
-import { createKeyring } from '../src/keys.js';
-import { fileNameOf, isValidId } from '../src/session-id.js';
+import { defaultIo, type Io } from '../src/backends/file/io.js';
+import { createKeyring } from '../src/crypto/keys.js';
+import { fileNameOf, isValidId } from '../src/core/session-id.js';
 import { listen } from './helpers/http.js';
 import { KEY, OLD_KEY, tempDir } from './helpers/temp-dir.js';
 

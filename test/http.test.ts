@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import test from 'ava';
 import signature from 'cookie-signature';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { defaultIo, type Io } from '../src/io.js';
+import { defaultIo, type Io } from '../src/backends/file/io.js';
 import { isSealedSessionError, openStore, sessions, type RequestWithTransaction, type Store, type StoreOptions } from '../src/index.js';
 import { manualClock } from './helpers/clock.js';
 import { CookieJar, listen } from './helpers/http.js';

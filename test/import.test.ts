@@ -7,8 +7,8 @@ import test, { type ExecutionContext } from 'ava';
 import express from 'express';
 import session from 'express-session';
 import { SealedStore } from '../src/express-session.js';
-import { importSessionFileStore } from '../src/import-session-file-store.js';
-import { devKeyPath } from '../src/key-source.js';
+import { importSessionFileStore } from '../src/ops/import-session-file-store.js';
+import { devKeyPath } from '../src/crypto/key-source.js';
 import { CookieJar, listen } from './helpers/http.js';
 import { KEY, listFiles, OLD_KEY, tempDir } from './helpers/temp-dir.js';
 

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import test from 'ava';
-import { defaultIo } from '../src/io.js';
+import { defaultIo } from '../src/backends/file/io.js';
 import { tempDir } from './helpers/temp-dir.js';
 
 test('an atomic write lands whole, 0600, and leaves no temp file', async (t) => {

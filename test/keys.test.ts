@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import test from 'ava';
 import { isSealedSessionError, openStore, type Store } from '../src/index.js';
-import { fileNameOf } from '../src/session-id.js';
+import { fileNameOf } from '../src/core/session-id.js';
 import { runSnippet } from './helpers/node-snippet.js';
 import { KEY, listFiles, OLD_KEY, tempDir } from './helpers/temp-dir.js';
 

@@ -2,9 +2,9 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import test from 'ava';
 import { openStore } from '../src/index.js';
-import { createKeyring } from '../src/keys.js';
-import { ENVELOPE_OVERHEAD, HEADER_BYTES, readHeader, seal, unseal, type EnvelopeTimes } from '../src/seal.js';
-import { fileNameOf } from '../src/session-id.js';
+import { createKeyring } from '../src/crypto/keys.js';
+import { ENVELOPE_OVERHEAD, HEADER_BYTES, readHeader, seal, unseal, type EnvelopeTimes } from '../src/crypto/seal.js';
+import { fileNameOf } from '../src/core/session-id.js';
 import { KEY, OLD_KEY, tempDir } from './helpers/temp-dir.js';
 
 const NAME = 'a'.repeat(64);

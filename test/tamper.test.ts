@@ -2,10 +2,10 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { openStore, type Store } from '../src/index.js';
-import { plaintextOf } from '../src/file-backend.js';
-import { createKeyring } from '../src/keys.js';
-import { readHeader, seal } from '../src/seal.js';
-import { fileNameOf } from '../src/session-id.js';
+import { plaintextOf } from '../src/backends/file/file-backend.js';
+import { createKeyring } from '../src/crypto/keys.js';
+import { readHeader, seal } from '../src/crypto/seal.js';
+import { fileNameOf } from '../src/core/session-id.js';
 import { KEY, listFiles, tempDir } from './helpers/temp-dir.js';
 
 interface TamperEvent {

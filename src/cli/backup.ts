@@ -1,6 +1,6 @@
 import path from 'node:path';
 import prettyBytes from 'pretty-bytes';
-import { backupStore, MANIFEST_FILE } from '../backup.js';
+import { backupStore, MANIFEST_FILE } from '../ops/backup.js';
 import { Command, DATA_DIR_HELP, DATA_DIR_OPTIONS, plural, runCommand, type CliIo, type ExitCode } from './command.js';
 
 const NAME = 'sealed-sessions backup';

@@ -1,9 +1,9 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { errorCode, isSealedSessionError } from '../errors.js';
-import { defaultIo, type Io } from '../io.js';
-import { configuredSecrets } from '../key-source.js';
-import { openKeylessStore, openStore, type Store } from '../store.js';
+import { defaultIo, type Io } from '../backends/file/io.js';
+import { configuredSecrets } from '../crypto/key-source.js';
+import { openKeylessStore, openStore, type Store } from '../core/store.js';
 import { folderCount, folderProgressIo, startProgress, type Progress } from './progress.js';
 
 /** Exit codes: 0 ok, 1 problems found, 2 usage error. */

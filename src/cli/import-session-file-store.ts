@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { errorCode } from '../errors.js';
-import { defaultIo, type Io } from '../io.js';
+import { defaultIo, type Io } from '../backends/file/io.js';
 import { Command, runCommand, UsageError, type CliIo, type ExitCode } from './command.js';
 import { startProgress } from './progress.js';
 
@@ -82,7 +82,7 @@ export async function importFileStore(args: readonly string[], io: CliIo): Promi
     };
 
     // Loaded here, not at the top: it needs express-session, an optional peer dependency.
-    const { importSessionFileStore } = await import('../import-session-file-store.js');
+    const { importSessionFileStore } = await import('../ops/import-session-file-store.js');
     const report = await importSessionFileStore({
       from,
       secret,

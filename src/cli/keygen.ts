@@ -1,4 +1,4 @@
-import { generateKey } from '../keys.js';
+import { generateKey } from '../crypto/keys.js';
 import { Command, type CliIo, type ExitCode } from './command.js';
 
 export const KEYGEN_HELP = `Usage: sealed-sessions keygen

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import cliProgress from 'cli-progress';
-import { FOLDER } from '../file-backend.js';
-import { defaultIo, type Io } from '../io.js';
+import { FOLDER } from '../backends/file/file-backend.js';
+import { defaultIo, type Io } from '../backends/file/io.js';
 
 /** A progress bar, or nothing at all when there is no terminal to draw it on. */
 export interface Progress {

@@ -1,4 +1,4 @@
-import { rekeyStore } from '../rekey.js';
+import { rekeyStore } from '../ops/rekey.js';
 import { Command, DATA_DIR_HELP, DATA_DIR_OPTIONS, plural, runCommand, type CliIo, type ExitCode } from './command.js';
 
 const NAME = 'sealed-sessions rekey';

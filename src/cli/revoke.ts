@@ -1,6 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
-import type { JsonValue } from '../json-value.js';
-import type { Session } from '../session.js';
+import type { JsonValue } from '../core/json-value.js';
+import type { Session } from '../core/session.js';
 import { Command, DATA_DIR_HELP, DATA_DIR_OPTIONS, plural, runCommand, UsageError, type CliIo, type ExitCode } from './command.js';
 
 const NAME = 'sealed-sessions revoke';

@@ -1,7 +1,7 @@
 import signature from 'cookie-signature';
-import { verifySignedId } from '../cookie.js';
-import { isStorableId } from '../session-id.js';
-import { isExpired } from '../store.js';
+import { verifySignedId } from '../http/cookie.js';
+import { isStorableId } from '../core/session-id.js';
+import { isExpired } from '../core/store.js';
 import { Command, DATA_DIR_HELP, DATA_DIR_OPTIONS, runCommand, UsageError, type CliIo, type ExitCode } from './command.js';
 
 const NAME = 'sealed-sessions show';

@@ -1,5 +1,5 @@
 import prettyBytes from 'pretty-bytes';
-import { createKeyring } from '../keys.js';
+import { createKeyring } from '../crypto/keys.js';
 import { Command, DATA_DIR_HELP, DATA_DIR_OPTIONS, plural, runCommand, type CliIo, type ExitCode } from './command.js';
 
 const NAME = 'sealed-sessions stats';

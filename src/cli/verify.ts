@@ -1,4 +1,4 @@
-import { verifyStore, type VerifyFinding, type VerifyProblem } from '../verify.js';
+import { verifyStore, type VerifyFinding, type VerifyProblem } from '../ops/verify.js';
 import { Command, DATA_DIR_HELP, DATA_DIR_OPTIONS, plural, runCommand, type CliIo, type ExitCode } from './command.js';
 
 const NAME = 'sealed-sessions verify';

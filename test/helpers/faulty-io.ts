@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
 import fs from 'node:fs/promises';
-import { defaultIo, type Io } from '../../src/io.js';
+import { defaultIo, type Io } from '../../src/backends/file/io.js';
 
 /** The errno codes the fault tests inject. */
 export type Errno = 'ENOSPC' | 'EIO' | 'EACCES';

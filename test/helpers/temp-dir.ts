@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { fileNameOf } from '../../src/session-id.js';
+import { fileNameOf } from '../../src/core/session-id.js';
 
 /** A fresh real directory for one test, removed when the test ends. Returns the path of a data dir inside it (not yet created). */
 export async function tempDir(t: ExecutionContext): Promise<string> {

@@ -1,10 +1,10 @@
 import path from 'node:path';
 import pMap from 'p-map';
-import { errorCode, isSealedSessionError } from './errors.js';
-import type { FileBackend, ScanEntry } from './file-backend.js';
-import { forEachLimited } from './for-each-limited.js';
-import { operationsIo, type OperationsIo } from './io.js';
-import { isExpired, type Store } from './store.js';
+import { errorCode, isSealedSessionError } from '../errors.js';
+import type { FileBackend, ScanEntry } from '../backends/file/file-backend.js';
+import { forEachLimited } from '../core/for-each-limited.js';
+import { operationsIo, type OperationsIo } from '../backends/file/io.js';
+import { isExpired, type Store } from '../core/store.js';
 
 /**
  * What `verify` reports: a session file that is not our format or cannot be read (`unreadable`),

@@ -1,9 +1,9 @@
 import path from 'node:path';
-import { errorCode, sessionTypeError } from './errors.js';
-import { forEachLimited } from './for-each-limited.js';
-import { operationsIo, type OperationsIo } from './io.js';
-import { readHeader } from './seal.js';
-import { isExpired, type Store } from './store.js';
+import { errorCode, sessionTypeError } from '../errors.js';
+import { forEachLimited } from '../core/for-each-limited.js';
+import { operationsIo, type OperationsIo } from '../backends/file/io.js';
+import { readHeader } from '../crypto/seal.js';
+import { isExpired, type Store } from '../core/store.js';
 
 /** The manifest a backup writes last, as `<dest>/sealed-sessions-backup.json`: its presence says the copy is complete. */
 export interface BackupManifest {

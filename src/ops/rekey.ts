@@ -1,6 +1,6 @@
-import { errorCode, isSealedSessionError } from './errors.js';
-import { forEachLimited } from './for-each-limited.js';
-import { lastUse, type Store } from './store.js';
+import { errorCode, isSealedSessionError } from '../errors.js';
+import { forEachLimited } from '../core/for-each-limited.js';
+import { lastUse, type Store } from '../core/store.js';
 
 export interface RekeyReport {
   /** Session files looked at. */

@@ -1,4 +1,4 @@
-import { sessionTypeError } from './errors.js';
+import { sessionTypeError } from '../errors.js';
 
 /** What a session can hold: exactly what JSON can carry. */
 export type JsonValue = null | boolean | number | string | readonly JsonValue[] | { readonly [key: string]: JsonValue };

@@ -1,5 +1,5 @@
 import { applyChanges, combine, emptyChanges, hasChanges, REMOVED, type ChangeSet, type SessionData } from './changes.js';
-import { sessionTypeError } from './errors.js';
+import { sessionTypeError } from '../errors.js';
 import { toSessionValue, type JsonValue } from './json-value.js';
 
 /** What saves a session: the store it came from. */

@@ -1,6 +1,6 @@
 import path from 'node:path';
-import { sessionTypeError } from './errors.js';
-import { defaultIo, type Io } from './io.js';
+import { sessionTypeError } from '../errors.js';
+import { defaultIo, type Io } from '../backends/file/io.js';
 
 /** Options of `openStore()`. Durations are in seconds unless the name says otherwise. */
 export interface StoreOptions {

@@ -1,6 +1,6 @@
 import signature from 'cookie-signature';
-import { sessionTypeError } from './errors.js';
-import { isValidId } from './session-id.js';
+import { sessionTypeError } from '../errors.js';
+import { isValidId } from '../core/session-id.js';
 
 /** Options of the session cookie. */
 export interface CookieOptions {

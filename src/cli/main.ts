@@ -1,15 +1,15 @@
-import { backup } from './cli/backup.js';
-import type { CliIo, ExitCode } from './cli/command.js';
-import { gc } from './cli/gc.js';
-import { importFileStore } from './cli/import-session-file-store.js';
-import { keygen } from './cli/keygen.js';
-import { rekey } from './cli/rekey.js';
-import { revoke } from './cli/revoke.js';
-import { show } from './cli/show.js';
-import { stats } from './cli/stats.js';
-import { verify } from './cli/verify.js';
+import { backup } from './backup.js';
+import type { CliIo, ExitCode } from './command.js';
+import { gc } from './gc.js';
+import { importFileStore } from './import-session-file-store.js';
+import { keygen } from './keygen.js';
+import { rekey } from './rekey.js';
+import { revoke } from './revoke.js';
+import { show } from './show.js';
+import { stats } from './stats.js';
+import { verify } from './verify.js';
 
-export type { CliIo, ExitCode } from './cli/command.js';
+export type { CliIo, ExitCode } from './command.js';
 
 const USAGE = `Usage: sealed-sessions <command> [options]
 

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { errorCode, SealedSessionError } from './errors.js';
+import { errorCode, SealedSessionError } from '../../errors.js';
 import type { Io } from './io.js';
 
 export interface LockSettings {

@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { cookieValues, serializeCookie, signId, verifySignedId, type CookieSettings } from './cookie.js';
-import { SealedSessionError } from './errors.js';
-import type { Session } from './session.js';
-import type { Store } from './store.js';
+import { SealedSessionError } from '../errors.js';
+import type { Session } from '../core/session.js';
+import type { Store } from '../core/store.js';
 
 /** Validly signed session cookies looked up per request, at most. */
 const MAX_LOOKUPS = 8;

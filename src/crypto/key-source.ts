@@ -1,6 +1,6 @@
 import path from 'node:path';
-import { errorCode, SealedSessionError } from './errors.js';
-import type { Io } from './io.js';
+import { errorCode, SealedSessionError } from '../errors.js';
+import type { Io } from '../backends/file/io.js';
 import { generateKey, splitKeys } from './keys.js';
 
 let devKeyAnnounced = false;

@@ -2,11 +2,11 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { SessionData } from 'express-session';
-import { isSealedSessionError, sessionTypeError } from './errors.js';
-import { SealedStore } from './express-session.js';
-import { forEachLimited } from './for-each-limited.js';
-import { defaultIo } from './io.js';
-import type { StoreOptions } from './options.js';
+import { isSealedSessionError, sessionTypeError } from '../errors.js';
+import { SealedStore } from '../express-session.js';
+import { forEachLimited } from '../core/for-each-limited.js';
+import { defaultIo } from '../backends/file/io.js';
+import type { StoreOptions } from '../core/options.js';
 
 /** Options of `importSessionFileStore()`. */
 export interface ImportSessionFileStoreOptions {

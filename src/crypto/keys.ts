@@ -1,5 +1,5 @@
 import { createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:crypto';
-import { SealedSessionError } from './errors.js';
+import { SealedSessionError } from '../errors.js';
 
 /** Minimum key material, in UTF-8 bytes. */
 export const MIN_KEY_BYTES = 32;

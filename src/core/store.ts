@@ -1,13 +1,13 @@
 import { EventEmitter } from 'node:events';
 import { applyChanges, type ChangeSet, type SessionData } from './changes.js';
-import { SealedSessionError, sessionTypeError } from './errors.js';
+import { SealedSessionError, sessionTypeError } from '../errors.js';
 import { forEachLimited } from './for-each-limited.js';
-import { FileBackend, plaintextOf, type ScanEntry, type StoredSession, type TamperReason } from './file-backend.js';
+import { FileBackend, plaintextOf, type ScanEntry, type StoredSession, type TamperReason } from '../backends/file/file-backend.js';
 import type { JsonValue } from './json-value.js';
-import { resolveSecrets } from './key-source.js';
-import { createKeyring, generateKey } from './keys.js';
+import { resolveSecrets } from '../crypto/key-source.js';
+import { createKeyring, generateKey } from '../crypto/keys.js';
 import { resolveOptions, type ResolvedOptions, type StoreOptions } from './options.js';
-import type { EnvelopeHeader } from './seal.js';
+import type { EnvelopeHeader } from '../crypto/seal.js';
 import { Session, sessionInternals } from './session.js';
 import { generateId, isStorableId, MAX_STORABLE_ID } from './session-id.js';
 

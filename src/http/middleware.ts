@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { resolveCookieOptions, type CookieOptions } from './cookie.js';
-import { isSealedSessionError } from './errors.js';
-import type { Store } from './store.js';
+import { isSealedSessionError } from '../errors.js';
+import type { Store } from '../core/store.js';
 import { Transaction } from './transaction.js';
 
 export interface SessionsOptions {

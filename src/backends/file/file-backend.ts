@@ -1,13 +1,13 @@
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
-import type { SessionData } from './changes.js';
-import { errorCode, SealedSessionError } from './errors.js';
+import type { SessionData } from '../../core/changes.js';
+import { errorCode, SealedSessionError } from '../../errors.js';
 import type { Io } from './io.js';
-import { deepFreeze, type JsonValue } from './json-value.js';
-import type { Keyring } from './keys.js';
+import { deepFreeze, type JsonValue } from '../../core/json-value.js';
+import type { Keyring } from '../../crypto/keys.js';
 import { withLock, type AssertHeld, type LockSettings } from './lock.js';
-import { ENVELOPE_OVERHEAD, HEADER_BYTES, readHeader, seal, unseal, type EnvelopeHeader, type EnvelopeTimes } from './seal.js';
-import { fileNameOf } from './session-id.js';
+import { ENVELOPE_OVERHEAD, HEADER_BYTES, readHeader, seal, unseal, type EnvelopeHeader, type EnvelopeTimes } from '../../crypto/seal.js';
+import { fileNameOf } from '../../core/session-id.js';
 
 /*
  * Layout: <dir>/<first two hex digits of the name>/<name>.sess, where name = fileNameOf(id).
