@@ -27,7 +27,7 @@ import path from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { openStore, type GcReport, type Io, type Store } from '../src/index.js';
-import { plaintextOf } from '../src/backends/file/file-backend.js';
+import { plaintextOf } from '../src/core/sealed-session.js';
 import { defaultIo } from '../src/backends/file/io.js';
 import { createKeyring, type Keyring } from '../src/crypto/keys.js';
 import { seal, type EnvelopeTimes } from '../src/crypto/seal.js';

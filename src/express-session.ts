@@ -1,7 +1,7 @@
 import session, { type SessionData } from 'express-session';
 import type { JsonValue } from './core/json-value.js';
-import type { StoreOptions } from './core/options.js';
-import { openStore, type CommitOptions, type Store } from './core/store.js';
+import type { CommitOptions, Store } from './core/store.js';
+import { openStore, type StoreOptions } from './open-store.js';
 
 type Callback<T> = (error: unknown, value?: T) => void;
 

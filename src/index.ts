@@ -1,6 +1,9 @@
-export { openStore, Store, isExpired } from './core/store.js';
+export { openStore } from './open-store.js';
+export type { StoreOptions } from './open-store.js';
+export { Store } from './core/store.js';
+export { isExpired } from './core/expiry.js';
+export type { Backend } from './core/backend.js';
 export type { CommitOutcome, GcOptions, GcReport, StoreEvents, StoreStats } from './core/store.js';
-export type { StoreOptions } from './core/options.js';
 export { Session } from './core/session.js';
 export type { JsonValue } from './core/json-value.js';
 export { SealedSessionError, isSealedSessionError } from './errors.js';

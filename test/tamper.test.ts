@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { openStore, type Store } from '../src/index.js';
-import { plaintextOf } from '../src/backends/file/file-backend.js';
+import { plaintextOf } from '../src/core/sealed-session.js';
 import { createKeyring } from '../src/crypto/keys.js';
 import { readHeader, seal } from '../src/crypto/seal.js';
 import { fileNameOf } from '../src/core/session-id.js';

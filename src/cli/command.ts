@@ -3,7 +3,8 @@ import { parseArgs } from 'node:util';
 import { errorCode, isSealedSessionError } from '../errors.js';
 import { defaultIo, type Io } from '../backends/file/io.js';
 import { configuredSecrets } from '../crypto/key-source.js';
-import { openKeylessStore, openStore, type Store } from '../core/store.js';
+import type { Store } from '../core/store.js';
+import { openKeylessStore, openStore } from '../open-store.js';
 import { folderCount, folderProgressIo, startProgress, type Progress } from './progress.js';
 
 /** Exit codes: 0 ok, 1 problems found, 2 usage error. */

@@ -41,7 +41,7 @@ export async function rekey(args: readonly string[], io: CliIo): Promise<ExitCod
       command.printJson(report);
     } else {
       io.out(
-        `rekey: rewrote ${plural(report.rewritten, 'session')} under the first key (${store.backend.keyring.primary.idHex}); ` +
+        `rekey: rewrote ${plural(report.rewritten, 'session')} under the first key (${store.keyring.primary.idHex}); ` +
           `${report.current} already were, ${report.gone} went away meanwhile (${plural(report.scanned, 'session file')} scanned)`,
       );
       if (failed === 0) io.out('every session file is under the first key: the other keys can be dropped');

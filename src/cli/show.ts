@@ -1,7 +1,8 @@
 import signature from 'cookie-signature';
 import { verifySignedId } from '../http/cookie.js';
 import { isStorableId } from '../core/session-id.js';
-import { isExpired } from '../core/store.js';
+import { isExpired } from '../core/expiry.js';
+import { fileNameOf } from '../core/session-id.js';
 import { Command, DATA_DIR_HELP, DATA_DIR_OPTIONS, runCommand, UsageError, type CliIo, type ExitCode } from './command.js';
 
 const NAME = 'sealed-sessions show';
@@ -39,7 +40,7 @@ export async function show(args: readonly string[], io: CliIo): Promise<ExitCode
       return 1;
     }
     // Straight from the file, not `store.load()`: looking must not keep the session alive.
-    const outcome = isStorableId(id) ? await store.backend.read(id, true) : ({ state: 'missing' } as const);
+    const outcome = isStorableId(id) ? await store.read(fileNameOf(id), true) : ({ state: 'missing' } as const);
     if (outcome.state === 'tampered') {
       io.err(`${NAME}: no live session: its file does not open (${outcome.reason}); run \`sealed-sessions verify\``);
       return 1;

@@ -1,15 +1,16 @@
 import { EventEmitter } from 'node:events';
-import { applyChanges, type ChangeSet, type SessionData } from './changes.js';
+import { LRUCache } from 'lru-cache';
+import type { Keyring } from '../crypto/keys.js';
+import { seal, type EnvelopeHeader } from '../crypto/seal.js';
 import { SealedSessionError, sessionTypeError } from '../errors.js';
-import { forEachLimited } from './for-each-limited.js';
-import { FileBackend, plaintextOf, type ScanEntry, type StoredSession, type TamperReason } from '../backends/file/file-backend.js';
+import type { Backend, CurrentEnvelope, Decision } from './backend.js';
+import { applyChanges, type ChangeSet, type SessionData } from './changes.js';
+import { expiresAt, isExpired, lastUse } from './expiry.js';
 import type { JsonValue } from './json-value.js';
-import { resolveSecrets } from '../crypto/key-source.js';
-import { createKeyring, generateKey } from '../crypto/keys.js';
-import { resolveOptions, type ResolvedOptions, type StoreOptions } from './options.js';
-import type { EnvelopeHeader } from '../crypto/seal.js';
+import { maxEnvelopeBytes, type ResolvedOptions } from './options.js';
+import { openEnvelope, plaintextOf, type ReadOutcome, type StoredSession, type TamperReason } from './sealed-session.js';
 import { Session, sessionInternals } from './session.js';
-import { generateId, isStorableId, MAX_STORABLE_ID } from './session-id.js';
+import { fileNameOf, generateId, isStorableId, MAX_STORABLE_ID } from './session-id.js';
 
 const inside = sessionInternals();
 
@@ -72,68 +73,49 @@ interface Queue {
   jobs: Job[];
 }
 
-/** When a session was last used: its last write, or a later keep-alive mark (the file's mtime). */
-export function lastUse(header: EnvelopeHeader, mtimeMs: number): number {
-  return Math.max(header.written, mtimeMs);
-}
-
-/** When a session expires: idle since its last use, or at its absolute deadline, whichever is first. */
-export function expiresAt(header: EnvelopeHeader, mtimeMs: number): number {
-  return Math.min(header.absoluteDeadline, lastUse(header, mtimeMs) + header.idleSeconds * 1000);
-}
-
-/** Whether a session has expired: its own deadlines, from the clear-text header; mtime is the last keep-alive. */
-export function isExpired(header: EnvelopeHeader, mtimeMs: number, now: number): boolean {
-  return now >= expiresAt(header, mtimeMs);
-}
-
-/** Opens (creating if needed) a session store. Fast whatever the number of stored sessions: it reads no session. */
-export async function openStore(options: StoreOptions = {}): Promise<Store> {
-  const resolved = resolveOptions(options);
-  const keyring = createKeyring(await resolveSecrets(resolved.keys, resolved.dir, resolved.io));
-  const backend = new FileBackend(
-    resolved.dir,
-    keyring,
-    resolved.io,
-    { staleMs: resolved.lockStaleMs, waitMs: resolved.lockWaitMs },
-    resolved.maxBytes,
-    resolved.cacheSize,
-  );
-  await backend.open();
-  return new Store(resolved, backend);
+/** How a batch's jobs settle once the update is done, and what it wrote (for the read cache). */
+interface BatchResult {
+  readonly settle: () => void;
+  readonly written: StoredSession | null;
 }
 
 /**
- * Sessions in sealed files. Reads take no lock; each commit locks the session's file, reads its
- * latest version, replays this session's changes onto it, and writes atomically (the first commit
- * of a session made by `create()` needs neither lock nor read: no one else can know its id yet).
- * Commits of one session within this process queue in memory and are coalesced into one write.
+ * Sessions as sealed envelopes in a backend (files by default). Reads take no lock; each commit
+ * reads the session's latest version under the backend's exclusive access (a lock for files),
+ * replays this session's changes onto it, and writes atomically (the first commit of a session
+ * made by `create()` needs neither lock nor read: no one else can know its id yet). Commits of one
+ * session within this process queue in memory and are coalesced into one write.
  */
 export class Store extends EventEmitter<StoreEvents> {
   readonly #options: ResolvedOptions;
-  readonly #backend: FileBackend;
+  readonly #backend: Backend;
+  readonly #keyring: Keyring;
+  readonly #maxEnvelopeBytes: number;
   readonly #queues = new Map<string, Queue>();
-  /** Session files whose lock gc is taking or holding in this process, and when it is done. */
-  readonly #gcLocks = new Map<string, Promise<unknown>>();
   readonly #signingSecrets: readonly string[];
+  /** Recently read sessions by name, with the stored version they were read from (null: `cacheSize` 0). */
+  readonly #cache: LRUCache<string, { version: string; session: StoredSession }> | null;
   /**
    * Sessions made by `create()` whose id has not been written yet: 256 random bits generated in
-   * this process, so no file of that name exists and no other process can be writing one. Their
-   * first commit needs neither the lock nor a read of the latest version.
+   * this process, so nothing of that name exists and no other process can be writing one. Their
+   * first commit needs neither exclusive access nor a read of the latest version.
    */
   readonly #unclaimed = new WeakSet<Session>();
 
   /** @internal Use `openStore()`. */
-  constructor(options: ResolvedOptions, backend: FileBackend) {
+  constructor(options: ResolvedOptions, backend: Backend, keyring: Keyring) {
     super();
     this.#options = options;
     this.#backend = backend;
-    this.#signingSecrets = Object.freeze(backend.keyring.keys.map((key) => key.cookieSecret));
+    this.#keyring = keyring;
+    this.#maxEnvelopeBytes = maxEnvelopeBytes(options.maxBytes);
+    this.#cache = options.cacheSize > 0 ? new LRUCache({ max: options.cacheSize }) : null;
+    this.#signingSecrets = Object.freeze(keyring.keys.map((key) => key.cookieSecret));
   }
 
-  /** The data dir (absolute). */
+  /** Where the sessions are: the data dir (absolute) for the file backend. */
   get dir(): string {
-    return this.#options.dir;
+    return this.#backend.location;
   }
 
   get options(): ResolvedOptions {
@@ -143,6 +125,16 @@ export class Store extends EventEmitter<StoreEvents> {
   /** Cookie signing secrets derived from the keys: the first signs, all verify. */
   get signingSecrets(): readonly string[] {
     return this.#signingSecrets;
+  }
+
+  /** @internal The keys, for the operations (rekey, show). */
+  get keyring(): Keyring {
+    return this.#keyring;
+  }
+
+  /** @internal The storage, for the operations (verify, rekey, backup). */
+  get backend(): Backend {
+    return this.#backend;
   }
 
   /** A new, empty session with a fresh random id. Stored at its first commit. */
@@ -174,8 +166,7 @@ export class Store extends EventEmitter<StoreEvents> {
     const now = this.#options.now();
     let touched = false;
     if (now - lastUse(stored.header, stored.mtimeMs) >= this.#options.touchIntervalMs) {
-      const name = this.#backend.nameOf(id);
-      touched = await this.#backend.touch(name, now).catch((error: unknown) => {
+      touched = await this.#backend.keepAlive(fileNameOf(id), now, expiresAt(stored.header, now)).catch((error: unknown) => {
         this.emit('warning', { message: 'could not mark a session as used', error });
         return false;
       });
@@ -193,14 +184,14 @@ export class Store extends EventEmitter<StoreEvents> {
   }
 
   /**
-   * Every live session, streamed from the data dir (one folder at a time): for listings such as
-   * express-session's `all()`. Files that fail to open are reported through `tamper` and skipped.
+   * Every live session, streamed from the backend (a bounded number at a time): for listings
+   * such as express-session's `all()`. Entries that fail to open are reported through `tamper`
+   * and skipped.
    */
   async *sessions(): AsyncGenerator<Session> {
-    for await (const entry of this.#backend.scan()) {
-      if (entry.kind !== 'session') continue;
-      const outcome = await this.#backend.readName(entry.name);
-      if (outcome.state === 'tampered') this.emit('tamper', { file: this.#backend.relative(entry.name), reason: outcome.reason });
+    for await (const item of this.#backend.scan({ headers: false })) {
+      if (item.kind !== 'session') continue;
+      const outcome = await this.read(item.name);
       if (outcome.state !== 'found') continue;
       const { session } = outcome;
       if (!isExpired(session.header, session.mtimeMs, this.#options.now())) yield new Session(session.id, session.data, false, this);
@@ -212,14 +203,43 @@ export class Store extends EventEmitter<StoreEvents> {
     return !session.isGone && (session.isNew || inside.hasPendingChanges(session));
   }
 
+  /**
+   * The session stored under `name`, opened. `fresh`: straight from the backend, never the read
+   * cache (the operations look at what is stored, and never mark a use). A session that does not
+   * open is reported through `tamper`.
+   * @internal
+   */
+  async read(name: string, fresh = false): Promise<ReadOutcome> {
+    const cached = fresh ? undefined : this.#cache?.get(name);
+    const stored = await this.#backend.read(name, cached?.version);
+    if (stored === null) {
+      this.#cache?.delete(name);
+      return { state: 'missing' };
+    }
+    if ('unchanged' in stored) {
+      const session = cached!.session;
+      return { state: 'found', session: stored.lastUseMs === session.mtimeMs ? session : { ...session, mtimeMs: stored.lastUseMs } };
+    }
+    const outcome = this.open(name, stored.bytes, stored.lastUseMs);
+    if (outcome.state === 'found' && !fresh) this.#cache?.set(name, { version: stored.version, session: outcome.session });
+    else this.#cache?.delete(name);
+    return outcome;
+  }
+
+  /**
+   * Opens the envelope stored under `name`; one that does not open is reported through `tamper`.
+   * @internal
+   */
+  open(name: string, bytes: Buffer, mtimeMs: number | undefined): ReadOutcome {
+    const outcome = openEnvelope(this.#keyring, name, bytes, mtimeMs, this.#maxEnvelopeBytes);
+    if (outcome.state === 'tampered') this.emit('tamper', { file: this.#backend.locate(name), reason: outcome.reason });
+    return outcome;
+  }
+
   async #readLive(id: string): Promise<StoredSession | null> {
     if (!isStorableId(id)) return null;
-    const outcome = await this.#backend.read(id);
-    if (outcome.state === 'missing') return null;
-    if (outcome.state === 'tampered') {
-      this.emit('tamper', { file: this.#backend.relative(this.#backend.nameOf(id)), reason: outcome.reason });
-      return null;
-    }
+    const outcome = await this.read(fileNameOf(id));
+    if (outcome.state !== 'found') return null;
     return isExpired(outcome.session.header, outcome.session.mtimeMs, this.#options.now()) ? null : outcome.session;
   }
 
@@ -254,14 +274,14 @@ export class Store extends EventEmitter<StoreEvents> {
     });
   }
 
-  /** Ends a session: its file is gone when this resolves. True when there was one. */
+  /** Ends a session: it is gone from the backend when this resolves. True when there was one. */
   destroy(id: string): Promise<boolean> {
     if (!isStorableId(id)) return Promise.resolve(false);
     return new Promise((resolve, reject) => this.#enqueue(id, { kind: 'destroy', resolve, reject }));
   }
 
   #enqueue(id: string, job: Job): void {
-    const name = this.#backend.nameOf(id);
+    const name = fileNameOf(id);
     const queue = this.#queues.get(name);
     if (queue !== undefined) {
       queue.jobs.push(job);
@@ -272,23 +292,28 @@ export class Store extends EventEmitter<StoreEvents> {
     void this.#drain(name, fresh);
   }
 
-  // One writer per session file in this process: jobs that queue up while it writes are taken
-  // together as the next batch, so N waiting commits cost one lock and one write, not N.
+  // One writer per session in this process: jobs that queue up while it writes are taken
+  // together as the next batch, so N waiting commits cost one update, not N.
   async #drain(name: string, queue: Queue): Promise<void> {
     while (queue.jobs.length > 0) {
       const batch = queue.jobs;
       queue.jobs = [];
-      let settle: () => void;
+      let outcome;
       try {
-        settle = batch.every((job) => job.kind === 'commit' && job.unclaimed)
-          ? await this.#backend.withoutLock(name, () => this.#runBatch(name, queue.id, batch, () => undefined, true))
-          : await this.#backend.withLock(name, (assertHeld) => this.#runBatch(name, queue.id, batch, assertHeld, false));
+        this.#cache?.delete(name);
+        outcome = await this.#backend.update(name, (current) => this.#decide(name, queue.id, batch, current), {
+          fresh: batch.every((job) => job.kind === 'commit' && job.unclaimed),
+          wantVersion: this.#cache !== null,
+        });
       } catch (error) {
         for (const job of batch) job.reject(error);
         continue;
       }
-      // Only now, with the lock released (and checked not to have been lost), do the commits
-      // resolve: the response that waits for them goes out with nothing left held.
+      const { settle, written } = outcome.result;
+      if (written !== null && outcome.version !== undefined) this.#cache?.set(name, { version: outcome.version, session: written });
+      // Only now, with the update's exclusive access released (and checked not to have been
+      // lost), do the commits resolve: the response that waits for them goes out with nothing
+      // left held.
       settle();
       // Let the writers just settled run on before the next batch is taken, so that whatever
       // they commit next joins it: one write for all, rather than alternating half batches.
@@ -297,140 +322,75 @@ export class Store extends EventEmitter<StoreEvents> {
     this.#queues.delete(name);
   }
 
-  /** Writes the batch's outcome under the lock; returns how to settle its jobs once the lock is released. */
-  async #runBatch(name: string, id: string, batch: readonly Job[], assertHeld: () => void, unclaimed: boolean): Promise<() => void> {
-    const latest = unclaimed ? ({ state: 'missing' } as const) : await this.#backend.readLatest(id);
+  /** Decides a batch's outcome from the latest stored version (pure but for sealing: it may be asked again). */
+  async #decide(name: string, id: string, batch: readonly Job[], current: CurrentEnvelope | null): Promise<Decision<BatchResult>> {
+    const latest: ReadOutcome = current === null ? { state: 'missing' } : this.open(name, current.bytes, undefined);
     const now = this.#options.now();
-    if (latest.state === 'tampered') this.emit('tamper', { file: this.#backend.relative(name), reason: latest.reason });
     const onDisk = latest.state !== 'missing';
-    const base = latest.state === 'found' ? await this.#liveBase(name, latest.session, now) : null;
+    const base = latest.state === 'found' ? await this.#liveBase(latest.session, current!, now) : null;
 
     let plan = planBatch(base, batch, this.#options.maxBytes, false);
     // Too large together: replay one by one, refusing only the commits that cross the limit.
     if (plan.tooLarge) plan = planBatch(base, batch, this.#options.maxBytes, true);
+    const settle = (written: boolean) => () => settleBatch(batch, plan, written);
 
-    let written = false;
     if (!plan.exists) {
-      // Only a destroy removes a file. A file this process cannot open (sealed under a key it
+      // Only a destroy removes a session. One this process cannot open (sealed under a key it
       // lacks, say, by a newer server mid-rotation) is left alone: it is "no session" here, not
       // ours to delete.
-      if (onDisk && batch.some((job) => job.kind === 'destroy')) {
-        assertHeld();
-        await this.#backend.remove(name);
-      }
-    } else {
-      const plaintext = plaintextOf(id, plan.dataJson);
-      const deadline = lastDeadline(batch);
-      const absoluteDeadline =
-        deadline !== undefined
-          ? (deadline.expires ?? Number.POSITIVE_INFINITY)
-          : (base?.header.absoluteDeadline ?? now + this.#options.absoluteTimeout * 1000);
-      // A caller-set deadline is the only one: such a session is never idle-expired.
-      const idleSeconds = deadline !== undefined ? MAX_IDLE_SECONDS : this.#options.idleTimeout;
-      const stale =
-        base === null ||
-        plaintext !== base.plaintext ||
-        base.header.keyIdHex !== this.#backend.keyring.primary.idHex ||
-        base.header.absoluteDeadline !== absoluteDeadline ||
-        base.header.idleSeconds !== idleSeconds;
-      if (stale) {
-        written = true;
-        assertHeld();
-        await this.#backend.write(name, id, plan.data, plaintext, {
-          created: base?.header.created ?? now,
-          written: now,
-          absoluteDeadline,
-          idleSeconds,
-        });
-      }
+      const remove = onDisk && batch.some((job) => job.kind === 'destroy');
+      return { action: remove ? 'remove' : 'keep', result: { settle: settle(false), written: null } };
     }
-
-    return () => batch.forEach((job, index) => {
-      const result = plan.results[index]!;
-      if (job.kind === 'destroy') {
-        job.resolve(result === 'existed');
-      } else if (result instanceof SealedSessionError) {
-        job.reject(result);
-      } else if (result === 'gone') {
-        inside.markGone(job.session);
-        job.resolve('gone');
-      } else {
-        inside.committed(job.session, plan.data);
-        job.resolve(result === 'changed' && written ? 'written' : 'unchanged');
-      }
-    });
+    const plaintext = plaintextOf(id, plan.dataJson);
+    const deadline = lastDeadline(batch);
+    const absoluteDeadline =
+      deadline !== undefined ? (deadline.expires ?? Number.POSITIVE_INFINITY) : (base?.header.absoluteDeadline ?? now + this.#options.absoluteTimeout * 1000);
+    // A caller-set deadline is the only one: such a session is never idle-expired.
+    const idleSeconds = deadline !== undefined ? MAX_IDLE_SECONDS : this.#options.idleTimeout;
+    const stale =
+      base === null ||
+      plaintext !== base.plaintext ||
+      base.header.keyIdHex !== this.#keyring.primary.idHex ||
+      base.header.absoluteDeadline !== absoluteDeadline ||
+      base.header.idleSeconds !== idleSeconds;
+    if (!stale) return { action: 'keep', result: { settle: settle(false), written: null } };
+    const times = { created: base?.header.created ?? now, written: now, absoluteDeadline, idleSeconds };
+    const bytes = seal(this.#keyring, times, Buffer.from(plaintext, 'utf8'), name);
+    const header: EnvelopeHeader = { version: 1, keyIdHex: this.#keyring.primary.idHex, ...times };
+    return {
+      action: 'write',
+      bytes,
+      expiresAtMs: expiresAt(header, now),
+      result: { settle: settle(true), written: { id, data: plan.data, plaintext, header, mtimeMs: now } },
+    };
   }
 
   /**
-   * The stored session a commit merges onto, or null when it expired. Read without its mtime: a
-   * session idle by its header may still have been kept alive by keep-alive marks since, so
-   * only then is the mtime asked for (a stat), never on the common path.
+   * The stored session a commit merges onto, or null when it expired. Decided from the header
+   * alone when it can be: a session idle by its header may still have been kept alive since, so
+   * only then is the last use asked for (a stat, for files), never on the common path.
    */
-  async #liveBase(name: string, stored: StoredSession, now: number): Promise<StoredSession | null> {
+  async #liveBase(stored: StoredSession, current: CurrentEnvelope, now: number): Promise<StoredSession | null> {
     const { header } = stored;
     if (!isExpired(header, header.written, now)) return stored;
     if (now >= header.absoluteDeadline) return null;
-    const mtimeMs = await this.#backend.mtimeOf(name);
+    const mtimeMs = await current.lastUse();
     if (mtimeMs === null || isExpired(header, mtimeMs, now)) return null;
     return { ...stored, mtimeMs };
   }
 
   /**
-   * Removes expired sessions and the debris of killed processes (stale locks, old temp files).
-   * Streams the data dir one folder at a time, decides expiry from clear-text headers (never
-   * decrypts), and leaves the event loop free: safe while other processes read and write.
+   * Removes expired sessions and what killed processes left behind (for files: stale locks, old
+   * temp files). Decides expiry from clear-text headers (never decrypts), a bounded number of
+   * entries at a time, and leaves the event loop free: safe while other processes read and write.
    */
   async gc(options: GcOptions = {}): Promise<GcReport> {
     const started = performance.now();
-    const dryRun = options.dryRun === true;
-    const counts = { scanned: 0, expired: 0, removed: 0, debris: 0, debrisRemoved: 0, unreadable: 0, errors: 0 };
-    // A temp file this old was left by a killed writer; a live write takes milliseconds.
-    const tempMaxAgeMs = Math.max(60_000, this.#options.lockStaleMs);
-    const now = this.#options.now();
-
-    const visit = async (entry: ScanEntry): Promise<void> => {
-      if (entry.kind !== 'session') {
-        // Real time, not `options.now`: lock staleness is proper-lockfile's, by the real clock.
-        const age = await this.#backend.ageOf(entry.path, Date.now());
-        if (age === null || age < (entry.kind === 'lock' ? this.#options.lockStaleMs : tempMaxAgeMs)) return;
-        counts.debris++;
-        if (dryRun) return;
-        // A stale lock is cleared the way proper-lockfile takes one over — by locking (which
-        // succeeds only if it is stale) and releasing — never by a bare rmdir, which could
-        // remove a lock another process took over a moment earlier.
-        const cleared =
-          entry.kind === 'lock' ? (await this.#gcLock(entry.name, () => Promise.resolve(true))) === true : await this.#backend.removeTemp(entry.path);
-        if (cleared) counts.debrisRemoved++;
-        return;
-      }
-      counts.scanned++;
-      const snapshot = await this.#backend.readHeader(entry.path);
-      if (snapshot === null) return;
-      if (snapshot.header === null) {
-        counts.unreadable++;
-        return;
-      }
-      if (!isExpired(snapshot.header, snapshot.mtimeMs, now)) return;
-      counts.expired++;
-      if (dryRun) return;
-      // Under the lock, and checked again: a request may have used it a moment ago. A session
-      // locked right now is in use; the next gc will see it.
-      const removed = await this.#gcLock(entry.name, async (assertHeld) => {
-        const again = await this.#backend.readHeader(entry.path);
-        if (again === null || again.header === null || !isExpired(again.header, again.mtimeMs, this.#options.now())) return false;
-        assertHeld();
-        return this.#backend.remove(entry.name);
-      });
-      if (removed === true) counts.removed++;
-    };
-
-    await forEachLimited(this.#backend.scan(), 8, async (entry) => {
-      // One file's trouble (a disk error, a lock that cannot be taken) is reported and counted,
-      // and gc goes on with the rest.
-      await visit(entry).catch((error: unknown) => {
-        counts.errors++;
-        this.emit('warning', { message: 'gc could not process a file of the data dir', error });
-      });
+    const counts = await this.#backend.sweep({
+      dryRun: options.dryRun === true,
+      isExpired: (header, mtimeMs) => isExpired(header, mtimeMs, this.#options.now()),
+      isBusy: (name) => this.#queues.has(name),
+      onError: (error) => this.emit('warning', { message: 'gc could not process an entry of the store', error }),
     });
     const report: GcReport = { ...counts, durationMs: performance.now() - started };
     this.emit('gc', report);
@@ -438,30 +398,9 @@ export class Store extends EventEmitter<StoreEvents> {
   }
 
   /**
-   * Runs `fn` under a session file's lock if it can be had at once; undefined otherwise. Never
-   * competes with this process's own commits of that file, nor with itself: two contenders taking
-   * over the same stale lock at once could both believe they hold it (a race inside
-   * proper-lockfile's takeover), so within this process there is only ever one at a time.
-   */
-  async #gcLock<T>(name: string, fn: (assertHeld: () => void) => Promise<T>): Promise<T | undefined> {
-    // gc visits a session file and its lock folder side by side: the second waits for the first.
-    for (let pending = this.#gcLocks.get(name); pending !== undefined; pending = this.#gcLocks.get(name)) {
-      await pending.catch(() => undefined);
-    }
-    if (this.#queues.has(name)) return undefined;
-    const attempt = this.#backend.tryLock(name, fn);
-    this.#gcLocks.set(name, attempt);
-    try {
-      return await attempt;
-    } finally {
-      this.#gcLocks.delete(name);
-    }
-  }
-
-  /**
-   * Counts what is on disk, from clear-text headers and file sizes only (no decryption, no key
-   * needed beyond opening the store): sessions, bytes, expired-but-not-collected, debris, per key
-   * id, and how long the live sessions have left. Streams like gc.
+   * Counts what is stored, from clear-text headers and sizes only (no decryption, no key needed
+   * beyond opening the store): sessions, bytes, expired-but-not-collected, debris, per key id, and
+   * how long the live sessions have left. Streams like gc.
    */
   async stats(): Promise<StoreStats> {
     const now = this.#options.now();
@@ -470,37 +409,39 @@ export class Store extends EventEmitter<StoreEvents> {
     const totals = { sessions: 0, bytes: 0, live: 0, expired: 0, unreadable: 0, debris: 0 };
     let oldestCreated: number | null = null;
     let newestCreated: number | null = null;
-    await forEachLimited(this.#backend.scan(), 8, async (entry) => {
-      if (entry.kind !== 'session') {
+    for await (const item of this.#backend.scan()) {
+      if (item.kind === 'debris') {
         totals.debris++;
-        return;
+        continue;
       }
-      const snapshot = await this.#backend.readHeader(entry.path);
-      if (snapshot === null) return;
       totals.sessions++;
-      totals.bytes += snapshot.size;
-      const { header } = snapshot;
-      if (header === null) {
+      if (item.kind === 'unreadable') {
         totals.unreadable++;
-        return;
+        continue;
+      }
+      totals.bytes += item.size;
+      const { header } = item;
+      if (header === null || header === undefined) {
+        totals.unreadable++;
+        continue;
       }
       byKeyId[header.keyIdHex] = (byKeyId[header.keyIdHex] ?? 0) + 1;
-      if (isExpired(header, snapshot.mtimeMs, now)) {
+      if (isExpired(header, item.lastUseMs, now)) {
         totals.expired++;
-        return;
+        continue;
       }
       totals.live++;
       oldestCreated = Math.min(oldestCreated ?? header.created, header.created);
       newestCreated = Math.max(newestCreated ?? header.created, header.created);
-      const left = (expiresAt(header, snapshot.mtimeMs) - now) / 1000;
+      const left = (expiresAt(header, item.lastUseMs) - now) / 1000;
       expiresIn.find((bucket) => left <= bucket.upTo)!.sessions++;
-    });
+    }
     return { ...totals, byKeyId, oldestCreated, newestCreated, expiresIn };
   }
 
   /**
    * Ends every live session whose data matches `predicate` ("log out everywhere"), streaming
-   * over the data dir. Returns how many were ended.
+   * over the store. Returns how many were ended.
    */
   async destroyWhere(predicate: (session: Session) => boolean): Promise<number> {
     let ended = 0;
@@ -508,11 +449,6 @@ export class Store extends EventEmitter<StoreEvents> {
       if (predicate(session) && (await this.destroy(session.id))) ended++;
     }
     return ended;
-  }
-
-  /** @internal The file layer, for the operations CLI (verify, rekey, backup, show). */
-  get backend(): FileBackend {
-    return this.#backend;
   }
 }
 
@@ -607,25 +543,24 @@ function planBatch(base: StoredSession | null, batch: readonly Job[], maxBytes: 
   return { exists, data, dataJson, results, tooLarge: exists && Buffer.byteLength(dataJson, 'utf8') > maxBytes };
 }
 
-function tooLargeError(maxBytes: number): SealedSessionError {
-  return new SealedSessionError('ERR_SESSION_TOO_LARGE', `a session may hold at most ${maxBytes} bytes of JSON`);
+/** Resolves (or rejects) each job of a batch as its plan says, once the update is done. */
+function settleBatch(batch: readonly Job[], plan: Plan, written: boolean): void {
+  batch.forEach((job, index) => {
+    const result = plan.results[index]!;
+    if (job.kind === 'destroy') {
+      job.resolve(result === 'existed');
+    } else if (result instanceof SealedSessionError) {
+      job.reject(result);
+    } else if (result === 'gone') {
+      inside.markGone(job.session);
+      job.resolve('gone');
+    } else {
+      inside.committed(job.session, plan.data);
+      job.resolve(result === 'changed' && written ? 'written' : 'unchanged');
+    }
+  });
 }
 
-/**
- * @internal A store for the operations CLI's header-only work (`stats`, `gc`, `backup`) when no
- * key is at hand: it needs none and makes none (no development key file), and creates nothing
- * (the data dir must exist). Its keyring is one random throwaway key, so it opens no session —
- * every file reads as sealed with an unknown key — and it must never commit one.
- */
-export async function openKeylessStore(options: Omit<StoreOptions, 'keys'> = {}): Promise<Store> {
-  const resolved = resolveOptions({ ...options, keys: undefined });
-  const backend = new FileBackend(
-    resolved.dir,
-    createKeyring([generateKey()]),
-    resolved.io,
-    { staleMs: resolved.lockStaleMs, waitMs: resolved.lockWaitMs },
-    resolved.maxBytes,
-    resolved.cacheSize,
-  );
-  return new Store(resolved, backend);
+function tooLargeError(maxBytes: number): SealedSessionError {
+  return new SealedSessionError('ERR_SESSION_TOO_LARGE', `a session may hold at most ${maxBytes} bytes of JSON`);
 }

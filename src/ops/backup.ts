@@ -1,9 +1,11 @@
 import path from 'node:path';
 import { errorCode, sessionTypeError } from '../errors.js';
 import { forEachLimited } from '../core/for-each-limited.js';
-import { operationsIo, type OperationsIo } from '../backends/file/io.js';
+import { FileBackend } from '../backends/file/file-backend.js';
+import { defaultIo, operationsIo, type OperationsIo } from '../backends/file/io.js';
+import { expiresAt } from '../core/expiry.js';
+import type { Store } from '../core/store.js';
 import { readHeader } from '../crypto/seal.js';
-import { isExpired, type Store } from '../core/store.js';
 
 /** The manifest a backup writes last, as `<dest>/sealed-sessions-backup.json`: its presence says the copy is complete. */
 export interface BackupManifest {
@@ -42,60 +44,48 @@ export interface BackupOptions {
  * @throws TypeError `ERR_SESSION_OPTION` for a bad `dest`; `ERR_SESSION_STORE_IO` and fs errors when the disk fails.
  */
 export async function backupStore(store: Store, dest: string, options: BackupOptions = {}): Promise<BackupManifest> {
-  const io = store.options.io;
-  const ops = options.operationsIo ?? operationsIo;
   const date = options.date ?? new Date();
   const root = path.resolve(dest);
   const source = store.dir;
   if (isInside(root, source) || isInside(source, root)) {
     throw sessionTypeError('ERR_SESSION_OPTION', 'the backup destination must lie outside the data dir (and not contain it)');
   }
-  await prepareDestination(store, root);
+  await prepareDestination(root);
+  const copy = new FileBackend({ dir: root, io: defaultIo, operationsIo: options.operationsIo ?? operationsIo, lock: NO_LOCKS, maxReadBytes: 0 });
 
-  const backend = store.backend;
   const now = store.options.now();
   const totals = { sessions: 0, bytes: 0, expired: 0, unreadable: 0 };
   const keyIds: Record<string, number> = {};
-  const folders = new Set<string>();
 
-  await forEachLimited(backend.scan(), 8, async (entry) => {
-    if (entry.kind !== 'session') return;
-    let snapshot;
-    try {
-      // One open, one inode: the whole of one version, whatever is renamed over it meanwhile.
-      snapshot = await io.readFile(entry.path, Number.MAX_SAFE_INTEGER - 1);
-    } catch (error) {
-      // Destroyed (or collected) since the listing: not part of the copy.
-      if (errorCode(error) === 'ENOENT') return;
-      throw error;
-    }
-    const folder = path.join(root, entry.name.slice(0, 2));
-    if (!folders.has(folder)) {
-      await io.mkdir(folder, 0o700);
-      folders.add(folder);
-    }
-    const target = path.join(folder, `${entry.name}.sess`);
-    await ops.createFile(target, snapshot.data);
-    await io.utimes(target, snapshot.mtimeMs);
+  await forEachLimited(store.backend.scan({ headers: false }), 8, async (item) => {
+    if (item.kind !== 'session') return;
+    const envelope = await store.backend.copyOut(item.name);
+    // Destroyed (or collected) since the listing: not part of the copy.
+    if (envelope === null) return;
+    const header = readHeader(envelope.bytes);
+    const expiresAtMs = header === null ? now : expiresAt(header, envelope.lastUseMs);
+    await copy.copyIn(item.name, { ...envelope, expiresAtMs });
     totals.sessions++;
-    totals.bytes += snapshot.data.length;
-    const header = readHeader(snapshot.data);
+    totals.bytes += envelope.bytes.length;
     if (header === null) {
       totals.unreadable++;
       return;
     }
     keyIds[header.keyIdHex] = (keyIds[header.keyIdHex] ?? 0) + 1;
-    if (isExpired(header, snapshot.mtimeMs, now)) totals.expired++;
+    if (now >= expiresAtMs) totals.expired++;
   });
 
   const manifest: BackupManifest = { format: 'sealed-sessions-backup/1', date: date.toISOString(), source, ...totals, keyIds };
-  await io.writeFileAtomic(path.join(root, MANIFEST_FILE), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`));
+  await defaultIo.writeFileAtomic(path.join(root, MANIFEST_FILE), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`));
   return manifest;
 }
 
+/** A copy takes no locks: nobody else writes into a backup being made. */
+const NO_LOCKS = { staleMs: 10_000, waitMs: 0 };
+
 /** Creates `root` (0700), or accepts it when it is an empty folder. */
-async function prepareDestination(store: Store, root: string): Promise<void> {
-  const io = store.options.io;
+async function prepareDestination(root: string): Promise<void> {
+  const io = defaultIo;
   let stats;
   try {
     stats = await io.lstat(root);

@@ -6,7 +6,7 @@ import { isSealedSessionError, sessionTypeError } from '../errors.js';
 import { SealedStore } from '../express-session.js';
 import { forEachLimited } from '../core/for-each-limited.js';
 import { defaultIo } from '../backends/file/io.js';
-import type { StoreOptions } from '../core/options.js';
+import type { StoreOptions } from '../open-store.js';
 
 /** Options of `importSessionFileStore()`. */
 export interface ImportSessionFileStoreOptions {

@@ -1,6 +1,8 @@
 import { errorCode, isSealedSessionError } from '../errors.js';
 import { forEachLimited } from '../core/for-each-limited.js';
-import { lastUse, type Store } from '../core/store.js';
+import { expiresAt, lastUse } from '../core/expiry.js';
+import type { Store } from '../core/store.js';
+import { seal } from '../crypto/seal.js';
 
 export interface RekeyReport {
   /** Session files looked at. */
@@ -35,51 +37,47 @@ type Outcome = 'rewritten' | 'current' | 'gone' | 'wrongKey' | 'tampered' | 'unr
  */
 export async function rekeyStore(store: Store): Promise<RekeyReport> {
   const backend = store.backend;
-  const primary = backend.keyring.primary.idHex;
+  const keyring = store.keyring;
+  const primary = keyring.primary.idHex;
   const tally: Record<Outcome, number> = { rewritten: 0, current: 0, gone: 0, wrongKey: 0, tampered: 0, unreadable: 0, locked: 0 };
   let scanned = 0;
 
-  const rekeyOne = async (name: string, filePath: string): Promise<Outcome> => {
-    const seen = await backend.readHeader(filePath);
-    if (seen === null) return 'gone';
-    if (seen.header === null) return 'unreadable';
-    if (seen.header.keyIdHex === primary) return 'current';
-    return backend.withLock(name, async (assertHeld) => {
-      // Again, under the lock: a server may have committed (and so rekeyed) it meanwhile.
-      const outcome = await backend.readName(name, true);
-      if (outcome.state === 'missing') return 'gone';
+  const rekeyOne = async (name: string): Promise<Outcome> => {
+    const { result } = await backend.update<Outcome>(name, async (current) => {
+      // Again, with exclusive access: a server may have committed (and so rekeyed) it meanwhile.
+      if (current === null) return { action: 'keep', result: 'gone' };
+      const outcome = store.open(name, current.bytes, undefined);
+      if (outcome.state === 'missing') return { action: 'keep', result: 'gone' };
       if (outcome.state === 'tampered') {
-        if (outcome.reason === 'unknown-key') return 'wrongKey';
-        return outcome.reason === 'format' ? 'unreadable' : 'tampered';
+        const failed = outcome.reason === 'unknown-key' ? 'wrongKey' : outcome.reason === 'format' ? 'unreadable' : 'tampered';
+        return { action: 'keep', result: failed };
       }
-      const { session } = outcome;
-      const { header } = session;
-      if (header.keyIdHex === primary) return 'current';
-      // The last use as just read (a server's keep-alive moves the mtime without the lock), so
-      // that the rewrite, which sets the mtime to now, can put it back.
-      const used = lastUse(header, session.mtimeMs);
-      assertHeld();
-      await backend.write(name, session.id, session.data, session.plaintext, {
-        created: header.created,
-        written: header.written,
-        absoluteDeadline: header.absoluteDeadline,
-        idleSeconds: header.idleSeconds,
-      });
-      await backend.touch(name, used);
-      return 'rewritten';
+      const { header, plaintext } = outcome.session;
+      if (header.keyIdHex === primary) return { action: 'keep', result: 'current' };
+      // The last use as it is now (a server's keep-alive moves it without exclusive access), so
+      // that the rewrite, which would count as a use, puts it back.
+      const mark = await current.lastUse();
+      if (mark === null) return { action: 'keep', result: 'gone' };
+      const bytes = seal(keyring, header, Buffer.from(plaintext, 'utf8'), name);
+      return { action: 'write', bytes, lastUseMs: lastUse(header, mark), expiresAtMs: expiresAt(header, mark), result: 'rewritten' };
     });
+    return result;
   };
 
-  await forEachLimited(backend.scan(), 8, async (entry) => {
-    if (entry.kind !== 'session') return;
+  await forEachLimited(backend.scan(), 8, async (item) => {
+    if (item.kind !== 'session') return;
     scanned++;
     let outcome: Outcome;
-    try {
-      outcome = await rekeyOne(entry.name, entry.path);
-    } catch (error) {
-      if (isSealedSessionError(error, 'ERR_SESSION_LOCK_TIMEOUT')) outcome = 'locked';
-      else if (errorCode(error) === 'ENOENT') outcome = 'gone';
-      else throw error;
+    if (item.header === null) outcome = 'unreadable';
+    else if (item.header?.keyIdHex === primary) outcome = 'current';
+    else {
+      try {
+        outcome = await rekeyOne(item.name);
+      } catch (error) {
+        if (isSealedSessionError(error, 'ERR_SESSION_LOCK_TIMEOUT')) outcome = 'locked';
+        else if (errorCode(error) === 'ENOENT') outcome = 'gone';
+        else throw error;
+      }
     }
     tally[outcome]++;
   });

@@ -1,10 +1,9 @@
-import path from 'node:path';
 import pMap from 'p-map';
 import { errorCode, isSealedSessionError } from '../errors.js';
-import type { FileBackend, ScanEntry } from '../backends/file/file-backend.js';
+import type { ScanItem } from '../core/backend.js';
 import { forEachLimited } from '../core/for-each-limited.js';
-import { operationsIo, type OperationsIo } from '../backends/file/io.js';
-import { isExpired, type Store } from '../core/store.js';
+import { isExpired } from '../core/expiry.js';
+import type { Store } from '../core/store.js';
 
 /**
  * What `verify` reports: a session file that is not our format or cannot be read (`unreadable`),
@@ -54,39 +53,54 @@ export interface VerifyOptions {
   readonly repair?: boolean;
   /** The time, for naming the quarantine folder. @default new Date() */
   readonly date?: Date;
-  readonly operationsIo?: OperationsIo;
-}
-
-/** The folder inside the data dir that quarantined files go to (FileBackend.scan never lists it: not two hex digits). */
-export const QUARANTINE_FOLDER = 'quarantine';
-
-/** A temp file this old was left by a killed writer (gc's rule: a live write takes milliseconds). */
-export function tempMaxAgeMs(lockStaleMs: number): number {
-  return Math.max(60_000, lockStaleMs);
 }
 
 /**
- * Opens (authenticates and decrypts) every session file of the store and looks at its debris.
- * With `repair`, moves each bad session file into `<dir>/quarantine/<date>/<2 hex>/<name>.sess`
- * (same layout as the data dir: moving it back is a plain `mv`), under the session's lock and
- * after checking again that it is still bad, so that a server writing a good version meanwhile
- * keeps it; it never deletes a session file. Stale locks are cleared the way gc clears them (by
- * taking them over), old temp files removed. Safe while servers run.
+ * Opens (authenticates and decrypts) every session of the store and looks at its debris. With
+ * `repair`, moves each bad session out of the way (for files: into
+ * `<dir>/quarantine/<date>/<2 hex>/<name>.sess`, the data dir's own layout, so moving it back is a
+ * plain `mv`), with exclusive access and after checking again that it is still bad, so that a
+ * server writing a good version meanwhile keeps it; it never deletes a session. Stale locks are
+ * cleared the way gc clears them (by taking them over), old temp files removed. Safe while
+ * servers run.
  */
 export async function verifyStore(store: Store, options: VerifyOptions = {}): Promise<VerifyReport> {
   const backend = store.backend;
-  const lockStaleMs = store.options.lockStaleMs;
   const problems: Record<VerifyProblem, number> = { unreadable: 0, tampered: 0, 'wrong-key': 0, 'orphaned-temp': 0, 'stale-lock': 0 };
   const counts = { sessions: 0, ok: 0, expired: 0, inUse: 0 };
-  // Findings by file name, so that repair handles each session's file and lock together, once.
+  // Findings by name, so that repair handles each session's file and lock together, once.
   const byName = new Map<string, { session?: VerifyFinding; lock?: VerifyFinding }>();
-  const temps: Array<{ finding: VerifyFinding; path: string }> = [];
+  const debris: Array<{ finding: VerifyFinding; item: Extract<ScanItem, { kind: 'debris' }> }> = [];
   const now = store.options.now();
 
-  const visit = async (entry: ScanEntry): Promise<void> => {
-    const relative = path.relative(store.dir, entry.path);
-    if (entry.kind === 'session') {
-      const state = await inspect(backend, entry.name);
+  const classify = (name: string, bytes: Buffer, mtimeMs: number | undefined): VerifyProblem | 'ok' | 'expired' => {
+    const outcome = store.open(name, bytes, mtimeMs);
+    if (outcome.state === 'tampered') {
+      if (outcome.reason === 'unknown-key') return 'wrong-key';
+      return outcome.reason === 'format' ? 'unreadable' : 'tampered';
+    }
+    if (outcome.state === 'missing') return 'ok';
+    const { session } = outcome;
+    return isExpired(session.header, session.mtimeMs, now) ? 'expired' : 'ok';
+  };
+
+  const inspect = async (name: string): Promise<VerifyProblem | 'ok' | 'expired' | 'missing'> => {
+    let stored;
+    try {
+      stored = await backend.read(name);
+    } catch (error) {
+      // EACCES, EIO, a folder where a file should be: it cannot be read.
+      if (isSealedSessionError(error, 'ERR_SESSION_STORE_IO')) return 'unreadable';
+      throw error;
+    }
+    if (stored === null) return 'missing';
+    if ('unchanged' in stored) throw new Error('unreachable: no version was given');
+    return classify(name, stored.bytes, stored.lastUseMs);
+  };
+
+  const visit = async (item: ScanItem): Promise<void> => {
+    if (item.kind === 'session') {
+      const state = await inspect(item.name);
       if (state === 'missing') return;
       counts.sessions++;
       if (state === 'ok' || state === 'expired') {
@@ -95,73 +109,47 @@ export async function verifyStore(store: Store, options: VerifyOptions = {}): Pr
         return;
       }
       problems[state]++;
-      entryOf(byName, entry.name).session = { file: relative, problem: state };
+      entryOf(byName, item.name).session = { file: backend.locate(item.name), problem: state };
       return;
     }
-    const age = await backend.ageOf(entry.path, Date.now());
-    if (age === null) return;
-    if (age < (entry.kind === 'lock' ? lockStaleMs : tempMaxAgeMs(lockStaleMs))) {
+    if (item.kind === 'unreadable') {
+      counts.sessions++;
+      problems.unreadable++;
+      if (item.name !== null) entryOf(byName, item.name).session = { file: item.location, problem: 'unreadable' };
+      return;
+    }
+    if (!item.stale) {
       counts.inUse++;
       return;
     }
-    const finding: VerifyFinding = { file: relative, problem: entry.kind === 'lock' ? 'stale-lock' : 'orphaned-temp' };
+    const finding: VerifyFinding = { file: item.location, problem: item.what === 'lock' ? 'stale-lock' : 'orphaned-temp' };
     problems[finding.problem]++;
-    if (entry.kind === 'lock') entryOf(byName, entry.name).lock = finding;
-    else temps.push({ finding, path: entry.path });
+    if (item.what === 'lock' && item.name !== null) entryOf(byName, item.name).lock = finding;
+    else debris.push({ finding, item });
   };
 
-  async function inspect(fileBackend: FileBackend, name: string): Promise<VerifyProblem | 'ok' | 'expired' | 'missing'> {
-    let outcome;
-    try {
-      outcome = await fileBackend.readName(name, true);
-    } catch (error) {
-      // EACCES, EIO, a folder where a file should be: the file cannot be read.
-      if (isSealedSessionError(error, 'ERR_SESSION_STORE_IO')) return 'unreadable';
-      throw error;
-    }
-    if (outcome.state === 'missing') return 'missing';
-    if (outcome.state === 'tampered') {
-      if (outcome.reason === 'unknown-key') return 'wrong-key';
-      return outcome.reason === 'format' ? 'unreadable' : 'tampered';
-    }
-    const { session } = outcome;
-    return isExpired(session.header, session.mtimeMs, now) ? 'expired' : 'ok';
-  }
+  await forEachLimited(backend.scan({ headers: false }), 8, visit);
 
-  await forEachLimited(backend.scan(), 8, visit);
-
-  const findings = [...[...byName.values()].flatMap((each) => [each.session, each.lock]), ...temps.map((each) => each.finding)].filter(
+  const findings = [...[...byName.values()].flatMap((each) => [each.session, each.lock]), ...debris.map((each) => each.finding)].filter(
     (finding): finding is VerifyFinding => finding !== undefined,
   );
   let quarantine: string | null = null;
   if (options.repair === true && findings.length > 0) {
-    const ops = options.operationsIo ?? operationsIo;
-    const run = QUARANTINE_FOLDER + '/' + (options.date ?? new Date()).toISOString().replaceAll(':', '-');
+    const batch = (options.date ?? new Date()).toISOString().replaceAll(':', '-');
     const moved: VerifyFinding[] = [];
-    const folders = new Set<string>();
-    const moveAway = async (name: string, finding: VerifyFinding): Promise<void> => {
-      const folder = path.join(store.dir, run, name.slice(0, 2));
-      if (!folders.has(folder)) {
-        await store.options.io.mkdir(folder, 0o700);
-        folders.add(folder);
-      }
-      await ops.rename(backend.pathOf(name), path.join(folder, `${name}.sess`));
-      moved.push(finding);
-    };
 
     const repairName = async (name: string, found: { session?: VerifyFinding; lock?: VerifyFinding }): Promise<void> => {
       const { session, lock } = found;
       if (session !== undefined) {
         try {
-          // Under the lock (a stale one is taken over), and looked at again: a server may have
-          // just written a good version, which must stay.
-          session.action = await backend.withLock(name, async (assertHeld) => {
-            const again = await inspect(backend, name);
-            if (again === 'missing' || again === 'ok' || again === 'expired') return 'resolved' as const;
-            assertHeld();
-            await moveAway(name, session);
-            return 'quarantined' as const;
+          // With exclusive access (a stale lock is taken over), and looked at again: a server may
+          // have just written a good version, which must stay.
+          session.action = await backend.quarantine(name, batch, (current) => {
+            if (current === null) return false;
+            const again = classify(name, current, undefined);
+            return again !== 'ok' && again !== 'expired';
           });
+          if (session.action === 'quarantined') moved.push(session);
           if (lock !== undefined) lock.action = 'removed';
         } catch (error) {
           leave(session, error);
@@ -172,25 +160,28 @@ export async function verifyStore(store: Store, options: VerifyOptions = {}): Pr
       if (lock === undefined) return;
       try {
         // Locking succeeds only if the lock is still stale; releasing removes it.
-        lock.action = (await backend.tryLock(name, () => Promise.resolve(true))) === true ? 'removed' : 'left';
+        lock.action = (await backend.clearDebris({ kind: 'debris', what: 'lock', name, location: lock.file, stale: true })) ? 'removed' : 'left';
       } catch (error) {
         leave(lock, error);
       }
     };
 
     await pMap(byName, ([name, found]) => repairName(name, found), { concurrency: 8 });
-    await pMap(temps, async ({ finding, path: tempPath }) => {
-      try {
-        finding.action = (await backend.removeTemp(tempPath)) ? 'removed' : 'resolved';
-      } catch (error) {
-        leave(finding, error);
-      }
-    }, { concurrency: 8 });
+    await pMap(
+      debris,
+      async ({ finding, item }) => {
+        try {
+          finding.action = (await backend.clearDebris(item)) ? 'removed' : 'resolved';
+        } catch (error) {
+          leave(finding, error);
+        }
+      },
+      { concurrency: 8 },
+    );
     if (moved.length > 0) {
-      quarantine = run;
       // Why each file is there, beside it.
       const note = { movedAt: (options.date ?? new Date()).toISOString(), files: moved.map(({ file, problem }) => ({ file, problem })) };
-      await ops.createFile(path.join(store.dir, run, 'findings.json'), Buffer.from(`${JSON.stringify(note, null, 2)}\n`));
+      quarantine = await backend.noteQuarantine(batch, Buffer.from(`${JSON.stringify(note, null, 2)}\n`));
     }
   }
   return { ...counts, problems, findings, quarantine };

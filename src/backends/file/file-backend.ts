@@ -1,52 +1,52 @@
 import path from 'node:path';
-import { LRUCache } from 'lru-cache';
-import type { SessionData } from '../../core/changes.js';
+import { pMapIterable } from 'p-map';
+import type {
+  Backend,
+  CurrentEnvelope,
+  Decision,
+  QuarantineOutcome,
+  ScanItem,
+  StoredEnvelope,
+  SweepCounts,
+  SweepOptions,
+  Unchanged,
+  UpdateOptions,
+  UpdateOutcome,
+} from '../../core/backend.js';
+import { forEachLimited } from '../../core/for-each-limited.js';
+import { HEADER_BYTES, readHeader } from '../../crypto/seal.js';
 import { errorCode, SealedSessionError } from '../../errors.js';
-import type { Io } from './io.js';
-import { deepFreeze, type JsonValue } from '../../core/json-value.js';
-import type { Keyring } from '../../crypto/keys.js';
+import type { Io, OperationsIo } from './io.js';
 import { withLock, type AssertHeld, type LockSettings } from './lock.js';
-import { ENVELOPE_OVERHEAD, HEADER_BYTES, readHeader, seal, unseal, type EnvelopeHeader, type EnvelopeTimes } from '../../crypto/seal.js';
-import { fileNameOf } from '../../core/session-id.js';
 
 /*
- * Layout: <dir>/<first two hex digits of the name>/<name>.sess, where name = fileNameOf(id).
- * 256 folders keep each one small (about 4,000 files at 1,000,000 sessions). Beside a session
- * file live only its debris: `<name>.sess.lock/` (proper-lockfile) and `<name>.sess.<digits>`
- * (the temp file of an atomic write). Listings match the strict patterns below and so never see it.
+ * Layout: <dir>/<first two hex digits of the name>/<name>.sess, where name is the session's
+ * one-way name. 256 folders keep each one small (about 4,000 files at 1,000,000 sessions). Beside
+ * a session file live only its debris: `<name>.sess.lock/` (proper-lockfile) and
+ * `<name>.sess.<digits>` (the temp file of an atomic write). Listings match the strict patterns
+ * below and so never mistake one for the other.
  */
 /** A session folder's name: the first two hex digits of its files' names. */
 export const FOLDER = /^[0-9a-f]{2}$/;
 const SESSION_FILE = /^([0-9a-f]{64})\.sess$/;
 const LOCK_DIR = /^([0-9a-f]{64})\.sess\.lock$/;
-const TEMP_FILE = /^[0-9a-f]{64}\.sess\.\d+$/;
+const TEMP_FILE = /^([0-9a-f]{64})\.sess\.\d+$/;
+const NAME = /^[0-9a-f]{64}$/;
 
-/** A session as stored: its data and the envelope's clear-text header. */
-export interface StoredSession {
-  readonly id: string;
-  readonly data: SessionData;
-  /** The sealed plaintext: a commit that would write the same text writes nothing. */
-  readonly plaintext: string;
-  readonly header: EnvelopeHeader;
-  /** The file's modification time: a keep-alive moves it without rewriting the file. */
-  readonly mtimeMs: number;
-}
+/** The folder inside the data dir that quarantined files go to (never listed as sessions: not two hex digits). */
+export const QUARANTINE_FOLDER = 'quarantine';
 
-export type TamperReason = 'format' | 'unknown-key' | 'authentication' | 'content';
+/** Entries of the data dir looked at in parallel by a scan or a sweep. */
+const SCAN_CONCURRENCY = 8;
 
-export type ReadOutcome =
-  | { readonly state: 'missing' }
-  | { readonly state: 'tampered'; readonly reason: TamperReason }
-  | { readonly state: 'found'; readonly session: StoredSession };
-
-export type ScanEntry =
-  | { readonly kind: 'session' | 'lock'; readonly name: string; readonly path: string }
-  | { readonly kind: 'temp'; readonly path: string };
-
-export interface HeaderSnapshot {
-  readonly header: EnvelopeHeader | null;
-  readonly mtimeMs: number;
-  readonly size: number;
+export interface FileBackendSettings {
+  /** The data dir, absolute. */
+  readonly dir: string;
+  readonly io: Io;
+  readonly operationsIo: OperationsIo;
+  readonly lock: LockSettings;
+  /** The most a read pulls into memory; a larger file is read only that far (and does not open). */
+  readonly maxReadBytes: number;
 }
 
 /** A file that is not there: the normal answer for an unknown or destroyed session. */
@@ -59,208 +59,47 @@ function ioError(action: string, error: unknown): SealedSessionError {
   return new SealedSessionError('ERR_SESSION_STORE_IO', `could not ${action} (${errorCode(error) ?? 'error'})`, { cause: error });
 }
 
-/** Sealed files on disk: paths, sealing, locks, atomic writes. Knows nothing of merging or expiry. */
-export class FileBackend {
+/** A temp file this old was left by a killed writer: a live write takes milliseconds. */
+export function tempMaxAgeMs(lockStaleMs: number): number {
+  return Math.max(60_000, lockStaleMs);
+}
+
+/** Sessions as sealed files in a data dir: one file per session, a lock folder per update, atomic renames. */
+export class FileBackend implements Backend {
   readonly #dir: string;
   readonly #io: Io;
+  readonly #ops: OperationsIo;
   readonly #lock: LockSettings;
-  readonly #maxFileBytes: number;
-  #keyring: Keyring;
+  readonly #maxReadBytes: number;
   readonly #folders = new Set<string>();
+  /** Session files whose lock a sweep or a repair is taking or holding in this process, and when it is done. */
+  readonly #sweepLocks = new Map<string, Promise<unknown>>();
 
-  /** Recently read sessions by file name, with the file version they were read from (null: `cacheSize` 0). */
-  readonly #cache: LRUCache<string, { version: string; session: StoredSession }> | null;
-
-  constructor(dir: string, keyring: Keyring, io: Io, lock: LockSettings, maxBytes: number, cacheSize: number) {
-    this.#cache = cacheSize > 0 ? new LRUCache({ max: cacheSize }) : null;
-    this.#dir = dir;
-    this.#keyring = keyring;
-    this.#io = io;
-    this.#lock = lock;
-    // A bound on what a read pulls into memory. Generous, so that sessions written under a
-    // larger `maxBytes` than today's still open (a commit enforces `maxBytes`, not a read).
-    this.#maxFileBytes = Math.max(4 * maxBytes, 16 * 1024 * 1024) + ENVELOPE_OVERHEAD + 128;
+  constructor(settings: FileBackendSettings) {
+    this.#dir = settings.dir;
+    this.#io = settings.io;
+    this.#ops = settings.operationsIo;
+    this.#lock = settings.lock;
+    this.#maxReadBytes = settings.maxReadBytes;
   }
 
-  get keyring(): Keyring {
-    return this.#keyring;
+  /** The data dir (absolute). */
+  get location(): string {
+    return this.#dir;
   }
 
-  /** The session file's name for an id: one-way, so it never leads back to the id. */
-  nameOf(id: string): string {
-    return fileNameOf(id);
+  get io(): Io {
+    return this.#io;
   }
 
   pathOf(name: string): string {
+    if (!NAME.test(name)) throw new SealedSessionError('ERR_SESSION_STORE_IO', 'not a session file name');
     return path.join(this.#dir, name.slice(0, 2), `${name}.sess`);
   }
 
   /** The path relative to the data dir, for reports (it holds no id). */
-  relative(name: string): string {
+  locate(name: string): string {
     return `${name.slice(0, 2)}/${name}.sess`;
-  }
-
-  /** `fresh`: bypass the cache (a commit merges onto exactly what is on disk). */
-  async read(id: string, fresh = false): Promise<ReadOutcome> {
-    return this.readName(this.nameOf(id), fresh);
-  }
-
-  /**
-   * Opens the session file `name` (no lock: writes are atomic renames, so reads see whole files).
-   * A session read before costs one stat while its file is unchanged: one trip to the thread
-   * pool instead of four (open, fstat, read, close), and no decryption.
-   *
-   * Why commits bypass it: file timestamps tick at kernel-tick granularity, so in theory another
-   * process could write two same-size versions within one tick and land the second on the
-   * recycled inode of a version cached here. A read could then see a version milliseconds old;
-   * a merge must never, so commits always read the file itself.
-   */
-  async readName(name: string, fresh = false): Promise<ReadOutcome> {
-    const file = this.pathOf(name);
-    const cached = fresh ? undefined : this.#cache?.get(name);
-    if (cached !== undefined) {
-      let current;
-      try {
-        current = await this.#io.stat(file);
-      } catch (error) {
-        this.#cache?.delete(name);
-        if (isGone(error)) return { state: 'missing' };
-        throw ioError('read a session file', error);
-      }
-      if (current.version === cached.version) return { state: 'found', session: cached.session };
-      this.#cache?.delete(name);
-    }
-    let snapshot;
-    try {
-      snapshot = await this.#io.readFile(file, this.#maxFileBytes);
-    } catch (error) {
-      if (isGone(error)) return { state: 'missing' };
-      throw ioError('read a session file', error);
-    }
-    const outcome = this.#open(name, snapshot.data, snapshot.mtimeMs);
-    if (outcome.state === 'found') this.#cache?.set(name, { version: snapshot.version, session: outcome.session });
-    return outcome;
-  }
-
-  /**
-   * For a commit, under the lock: the file itself (never the cache: see `readName`), without its
-   * metadata — one system call fewer on every commit. The returned `mtimeMs` is therefore the
-   * header's `written` time; a keep-alive mark after it is read by `mtimeOf` when it matters.
-   */
-  async readLatest(id: string): Promise<ReadOutcome> {
-    const name = this.nameOf(id);
-    let data;
-    try {
-      data = await this.#io.readLatest(this.pathOf(name), this.#maxFileBytes);
-    } catch (error) {
-      if (isGone(error)) return { state: 'missing' };
-      throw ioError('read a session file', error);
-    }
-    return this.#open(name, data);
-  }
-
-  /** The file's mtime (its last keep-alive mark), or null when it is gone. */
-  async mtimeOf(name: string): Promise<number | null> {
-    try {
-      return (await this.#io.stat(this.pathOf(name))).mtimeMs;
-    } catch (error) {
-      if (isGone(error)) return null;
-      throw ioError('read a session file', error);
-    }
-  }
-
-  #open(name: string, data: Buffer, mtimeMs?: number): ReadOutcome {
-    if (data.length > this.#maxFileBytes) return { state: 'tampered', reason: 'format' };
-    const opened = unseal(this.#keyring, data, name);
-    if (!opened.ok) return { state: 'tampered', reason: opened.reason };
-    const plaintext = opened.plaintext.toString('utf8');
-    const parsed = parsePlaintext(plaintext);
-    // Sealed for this name (the name is authenticated), yet holding an id of another name: only
-    // a key holder could make that, and it is no session of that id.
-    if (parsed === null || fileNameOf(parsed.id) !== name) return { state: 'tampered', reason: 'content' };
-    return { state: 'found', session: { id: parsed.id, data: parsed.data, plaintext, header: opened.header, mtimeMs: mtimeMs ?? opened.header.written } };
-  }
-
-  /** Only the clear-text header and mtime, for gc: never decrypts. Null when the file is gone. */
-  async readHeader(filePath: string): Promise<HeaderSnapshot | null> {
-    try {
-      const snapshot = await this.#io.readFile(filePath, HEADER_BYTES);
-      return { header: readHeader(snapshot.data), mtimeMs: snapshot.mtimeMs, size: snapshot.size };
-    } catch (error) {
-      if (errorCode(error) === 'ENOENT') return null;
-      throw ioError('read a session file', error);
-    }
-  }
-
-  /** Seals and writes atomically (temp → fsync → rename). Call inside `withLock`. */
-  async write(name: string, id: string, data: SessionData, plaintext: string, times: EnvelopeTimes): Promise<void> {
-    const envelope = seal(this.#keyring, times, Buffer.from(plaintext, 'utf8'), name);
-    const file = this.pathOf(name);
-    this.#cache?.delete(name);
-    try {
-      await this.#io.writeFileAtomic(file, envelope);
-    } catch (error) {
-      throw ioError('write a session file', error);
-    }
-    if (this.#cache === null) return;
-    // Still under the lock, so no other writer can have replaced the file: what the stat sees
-    // is the version just written (a concurrent keep-alive only moves its mtime).
-    const written = await this.#io.stat(file).catch(() => undefined);
-    if (written === undefined) return;
-    const header = readHeader(envelope)!;
-    this.#cache.set(name, { version: written.version, session: { id, data, plaintext, header, mtimeMs: written.mtimeMs } });
-  }
-
-  async remove(name: string): Promise<boolean> {
-    this.#cache?.delete(name);
-    try {
-      await this.#io.unlink(this.pathOf(name));
-      return true;
-    } catch (error) {
-      if (errorCode(error) === 'ENOENT') return false;
-      throw ioError('remove a session file', error);
-    }
-  }
-
-  /** Marks use without rewriting: moves the file's mtime. False when the file is gone. */
-  async touch(name: string, timeMs: number): Promise<boolean> {
-    try {
-      await this.#io.utimes(this.pathOf(name), timeMs);
-      return true;
-    } catch (error) {
-      if (errorCode(error) === 'ENOENT') return false;
-      throw ioError('mark a session as used', error);
-    }
-  }
-
-  /** Runs `fn` under the session file's cross-process lock (its folder is created first). */
-  async withLock<T>(name: string, fn: (assertHeld: AssertHeld) => Promise<T>): Promise<T> {
-    await this.#ensureFolder(name.slice(0, 2));
-    return withLock(this.#io, this.pathOf(name), this.#lock, fn);
-  }
-
-  /** Runs `fn` for a session file that no one else can know of yet (its folder is created first). */
-  async withoutLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    await this.#ensureFolder(name.slice(0, 2));
-    return fn();
-  }
-
-  /** Like `withLock`, but gives up at once (undefined) when someone else holds the lock. */
-  async tryLock<T>(name: string, fn: (assertHeld: AssertHeld) => Promise<T>): Promise<T | undefined> {
-    return withLock(this.#io, this.pathOf(name), { ...this.#lock, waitMs: 0 }, fn).catch((error: unknown) => {
-      if (error instanceof SealedSessionError && error.code === 'ERR_SESSION_LOCK_TIMEOUT') return undefined;
-      throw error;
-    });
-  }
-
-  async #ensureFolder(folder: string): Promise<void> {
-    if (this.#folders.has(folder)) return;
-    try {
-      await this.#io.mkdir(path.join(this.#dir, folder), 0o700);
-    } catch (error) {
-      throw ioError('create a session folder', error);
-    }
-    this.#folders.add(folder);
   }
 
   /** Creates the data dir (0700) if needed. Reads nothing else: startup cost is independent of the session count. */
@@ -273,10 +112,164 @@ export class FileBackend {
   }
 
   /**
-   * Streams the data dir: session files, and the debris that killed processes leave (lock folders
-   * and temp files). One folder at a time, a few dozen entries in memory; unknown files are skipped.
+   * Reads the session file `name` (no lock: writes are atomic renames, so reads see whole files).
+   * With `known`, one stat answers while the file is unchanged: one trip to the thread pool
+   * instead of four (open, fstat, read, close), and no decryption for the caller.
    */
-  async *scan(): AsyncGenerator<ScanEntry> {
+  async read(name: string, known?: string): Promise<StoredEnvelope | Unchanged | null> {
+    const file = this.pathOf(name);
+    if (known !== undefined) {
+      let current;
+      try {
+        current = await this.#io.stat(file);
+      } catch (error) {
+        if (isGone(error)) return null;
+        throw ioError('read a session file', error);
+      }
+      if (current.version === known) return { unchanged: true, lastUseMs: current.mtimeMs };
+    }
+    try {
+      const snapshot = await this.#io.readFile(file, this.#maxReadBytes);
+      return { bytes: snapshot.data, lastUseMs: snapshot.mtimeMs, version: snapshot.version };
+    } catch (error) {
+      if (isGone(error)) return null;
+      throw ioError('read a session file', error);
+    }
+  }
+
+  /**
+   * Under the session file's cross-process lock: reads the file itself (never a cache: file
+   * timestamps tick coarsely, so a cache checked by stat could in theory miss a same-size
+   * rewrite; a merge must never), without its metadata — one system call fewer on every commit —
+   * then writes atomically or removes, as `decide` says. `fresh`: no lock and no read.
+   */
+  async update<T>(name: string, decide: (current: CurrentEnvelope | null) => Decision<T> | Promise<Decision<T>>, options: UpdateOptions = {}): Promise<UpdateOutcome<T>> {
+    const file = this.pathOf(name);
+    await this.#ensureFolder(name.slice(0, 2));
+    const wantVersion = options.wantVersion === true;
+    if (options.fresh === true) return this.#apply(file, await decide(null), () => undefined, wantVersion);
+    return withLock(this.#io, file, this.#lock, async (assertHeld) => {
+      let bytes: Buffer | null;
+      try {
+        bytes = await this.#io.readLatest(file, this.#maxReadBytes);
+      } catch (error) {
+        if (!isGone(error)) throw ioError('read a session file', error);
+        bytes = null;
+      }
+      const current = bytes === null ? null : { bytes, lastUse: () => this.#mtimeOf(file) };
+      return this.#apply(file, await decide(current), assertHeld, wantVersion);
+    });
+  }
+
+  async #apply<T>(file: string, decision: Decision<T>, assertHeld: AssertHeld, wantVersion: boolean): Promise<UpdateOutcome<T>> {
+    if (decision.action === 'keep') return { result: decision.result };
+    assertHeld();
+    if (decision.action === 'remove') {
+      await this.#unlink(file, 'remove a session file');
+      return { result: decision.result };
+    }
+    try {
+      await this.#io.writeFileAtomic(file, decision.bytes);
+      // A rewrite that must not count as a use (a rekey) puts the last use back.
+      if (decision.lastUseMs !== undefined) await this.#io.utimes(file, decision.lastUseMs);
+    } catch (error) {
+      throw ioError('write a session file', error);
+    }
+    if (!wantVersion) return { result: decision.result };
+    // Still under the lock, so no other writer can have replaced the file: what the stat sees is
+    // the version just written (a concurrent keep-alive only moves its mtime).
+    const written = await this.#io.stat(file).catch(() => undefined);
+    return { result: decision.result, version: written?.version };
+  }
+
+  /** The file's mtime (its last keep-alive mark), or null when it is gone. */
+  async #mtimeOf(file: string): Promise<number | null> {
+    try {
+      return (await this.#io.stat(file)).mtimeMs;
+    } catch (error) {
+      if (isGone(error)) return null;
+      throw ioError('read a session file', error);
+    }
+  }
+
+  async #unlink(file: string, action: string): Promise<boolean> {
+    try {
+      await this.#io.unlink(file);
+      return true;
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return false;
+      throw ioError(action, error);
+    }
+  }
+
+  /** Marks use without rewriting: moves the file's mtime (the header holds the deadlines). False when the file is gone. */
+  async keepAlive(name: string, atMs: number): Promise<boolean> {
+    try {
+      await this.#io.utimes(this.pathOf(name), atMs);
+      return true;
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return false;
+      throw ioError('mark a session as used', error);
+    }
+  }
+
+  async #ensureFolder(folder: string): Promise<void> {
+    if (this.#folders.has(folder)) return;
+    try {
+      await this.#io.mkdir(path.join(this.#dir, folder), 0o700);
+    } catch (error) {
+      throw ioError('create a session folder', error);
+    }
+    this.#folders.add(folder);
+  }
+
+  /**
+   * Streams the data dir one folder at a time: session files with their clear-text header and
+   * mtime (without `headers`, names only: for a caller that reads every file whole anyway), and
+   * the debris that killed processes leave (lock folders and temp files), each with whether it is
+   * stale. A few dozen entries in memory; unknown files are skipped.
+   */
+  scan(options: { readonly headers?: boolean } = {}): AsyncIterable<ScanItem> {
+    return this.#items(options.headers !== false);
+  }
+
+  async *#items(headers: boolean): AsyncGenerator<ScanItem> {
+    const items = pMapIterable(this.#entries(), (entry) => this.#itemOf(entry, headers), { concurrency: SCAN_CONCURRENCY, preserveOrder: false });
+    for await (const item of items) if (item !== null) yield item;
+  }
+
+  async #itemOf(entry: RawEntry, headers: boolean): Promise<ScanItem | null> {
+    const location = path.relative(this.#dir, entry.path);
+    if (entry.kind === 'session') {
+      if (!headers) return { kind: 'session', name: entry.name, header: undefined, lastUseMs: 0, size: 0 };
+      const snapshot = await this.#headerOf(entry.path);
+      if (snapshot === null) return null;
+      return { kind: 'session', name: entry.name, ...snapshot };
+    }
+    // Real time, not a store's clock: lock staleness is proper-lockfile's, by the real clock.
+    let age;
+    try {
+      age = Date.now() - (await this.#io.lstat(entry.path)).mtimeMs;
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return null;
+      throw ioError('inspect the data dir', error);
+    }
+    const stale = age >= (entry.kind === 'lock' ? this.#lock.staleMs : tempMaxAgeMs(this.#lock.staleMs));
+    return { kind: 'debris', what: entry.kind, name: entry.name, location, stale };
+  }
+
+  /** Only the clear-text header, mtime and size: never decrypts. Null when the file is gone. */
+  async #headerOf(file: string): Promise<{ header: ReturnType<typeof readHeader>; lastUseMs: number; size: number } | null> {
+    try {
+      const snapshot = await this.#io.readFile(file, HEADER_BYTES);
+      return { header: readHeader(snapshot.data), lastUseMs: snapshot.mtimeMs, size: snapshot.size };
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return null;
+      throw ioError('read a session file', error);
+    }
+  }
+
+  async *#entries(): AsyncGenerator<RawEntry> {
     let root;
     try {
       root = await this.#io.opendir(this.#dir);
@@ -297,53 +290,183 @@ export class FileBackend {
       for await (const entry of entries) {
         const entryPath = path.join(folderPath, entry.name);
         const session = SESSION_FILE.exec(entry.name);
-        const lock = session === null ? LOCK_DIR.exec(entry.name) : null;
-        if (session !== null && entry.isFile()) yield { kind: 'session', name: session[1]!, path: entryPath };
-        else if (lock !== null && entry.isDirectory()) yield { kind: 'lock', name: lock[1]!, path: entryPath };
-        else if (TEMP_FILE.test(entry.name) && entry.isFile()) yield { kind: 'temp', path: entryPath };
+        if (session !== null) {
+          if (entry.isFile()) yield { kind: 'session', name: session[1]!, path: entryPath };
+          continue;
+        }
+        const lock = LOCK_DIR.exec(entry.name);
+        if (lock !== null) {
+          if (entry.isDirectory()) yield { kind: 'lock', name: lock[1]!, path: entryPath };
+          continue;
+        }
+        const temp = TEMP_FILE.exec(entry.name);
+        if (temp !== null && entry.isFile()) yield { kind: 'temp', name: temp[1]!, path: entryPath };
       }
     }
   }
 
-  /** Age in ms of a debris entry (by mtime), or null when it is gone already. */
-  async ageOf(entryPath: string, nowMs: number): Promise<number | null> {
+  /**
+   * Removes expired sessions and the debris of killed processes. A session is removed under its
+   * lock, after its header and mtime say again that it expired: a request may have used it a
+   * moment ago. One locked right now is in use; the next sweep will see it.
+   */
+  async sweep(options: SweepOptions): Promise<SweepCounts> {
+    const counts = { scanned: 0, expired: 0, removed: 0, debris: 0, debrisRemoved: 0, unreadable: 0, errors: 0 };
+    const visit = async (item: ScanItem): Promise<void> => {
+      if (item.kind === 'unreadable') {
+        counts.unreadable++;
+        return;
+      }
+      if (item.kind === 'debris') {
+        if (!item.stale) return;
+        counts.debris++;
+        if (options.dryRun) return;
+        if (await this.#clear(item, options.isBusy)) counts.debrisRemoved++;
+        return;
+      }
+      counts.scanned++;
+      const { header } = item;
+      if (header === null || header === undefined) {
+        counts.unreadable++;
+        return;
+      }
+      if (!options.isExpired(header, item.lastUseMs)) return;
+      counts.expired++;
+      if (options.dryRun) return;
+      const file = this.pathOf(item.name);
+      const removed = await this.#sweepLock(item.name, options.isBusy, async (assertHeld) => {
+        const again = await this.#headerOf(file);
+        if (again === null || again.header === null || !options.isExpired(again.header, again.lastUseMs)) return false;
+        assertHeld();
+        return this.#unlink(file, 'remove a session file');
+      });
+      if (removed === true) counts.removed++;
+    };
+    await forEachLimited(this.#guarded(options.onError, counts), SCAN_CONCURRENCY, async (item) => {
+      // One file's trouble (a disk error, a lock that cannot be taken) is reported and counted,
+      // and the sweep goes on with the rest.
+      await visit(item).catch((error: unknown) => {
+        counts.errors++;
+        options.onError(error);
+      });
+    });
+    return counts;
+  }
+
+  /** The scan, with a failure to read one entry's header counted as that entry's trouble, not the sweep's end. */
+  async *#guarded(onError: (error: unknown) => void, counts: { errors: number }): AsyncGenerator<ScanItem> {
+    const items = pMapIterable(
+      this.#entries(),
+      (entry) =>
+        this.#itemOf(entry, true).catch((error: unknown) => {
+          counts.errors++;
+          onError(error);
+          return null;
+        }),
+      { concurrency: SCAN_CONCURRENCY, preserveOrder: false },
+    );
+    for await (const item of items) if (item !== null) yield item;
+  }
+
+  clearDebris(item: Extract<ScanItem, { kind: 'debris' }>): Promise<boolean> {
+    return this.#clear(item, () => false);
+  }
+
+  async #clear(item: Extract<ScanItem, { kind: 'debris' }>, isBusy: (name: string) => boolean): Promise<boolean> {
+    if (item.what === 'temp') return this.#unlink(path.join(this.#dir, item.location), 'remove debris from the data dir');
+    if (item.name === null) return false;
+    // A stale lock is cleared the way proper-lockfile takes one over — by locking (which succeeds
+    // only if it is stale) and releasing — never by a bare rmdir, which could remove a lock
+    // another process took over a moment earlier.
+    return (await this.#sweepLock(item.name, isBusy, () => Promise.resolve(true))) === true;
+  }
+
+  /**
+   * Runs `fn` under a session file's lock if it can be had at once; undefined otherwise. Never
+   * competes with this process's own commits of that file, nor with itself: two contenders taking
+   * over the same stale lock at once could both believe they hold it (a race inside
+   * proper-lockfile's takeover), so within this process there is only ever one at a time.
+   */
+  async #sweepLock<T>(name: string, isBusy: (name: string) => boolean, fn: (assertHeld: AssertHeld) => Promise<T>): Promise<T | undefined> {
+    // A sweep visits a session file and its lock folder side by side: the second waits for the first.
+    for (let pending = this.#sweepLocks.get(name); pending !== undefined; pending = this.#sweepLocks.get(name)) {
+      await pending.catch(() => undefined);
+    }
+    if (isBusy(name)) return undefined;
+    const attempt = this.#tryLock(name, fn);
+    this.#sweepLocks.set(name, attempt);
     try {
-      return nowMs - (await this.#io.lstat(entryPath)).mtimeMs;
+      return await attempt;
+    } finally {
+      this.#sweepLocks.delete(name);
+    }
+  }
+
+  /** Like an update's lock, but gives up at once (undefined) when someone else holds it. */
+  async #tryLock<T>(name: string, fn: (assertHeld: AssertHeld) => Promise<T>): Promise<T | undefined> {
+    return withLock(this.#io, this.pathOf(name), { ...this.#lock, waitMs: 0 }, fn).catch((error: unknown) => {
+      if (error instanceof SealedSessionError && error.code === 'ERR_SESSION_LOCK_TIMEOUT') return undefined;
+      throw error;
+    });
+  }
+
+  /**
+   * Moves a session file into `<dir>/quarantine/<batch>/<2 hex>/<name>.sess` (the data dir's own
+   * layout: moving it back is a plain `mv`), under its lock (a stale one is taken over) and only
+   * if it is still bad: a server may have just written a good version, which must stay. A file
+   * that cannot be read at all is bad.
+   */
+  async quarantine(name: string, batch: string, stillBad: (current: Buffer | null) => boolean): Promise<QuarantineOutcome> {
+    const file = this.pathOf(name);
+    return withLock(this.#io, file, this.#lock, async (assertHeld) => {
+      let current: Buffer | null = null;
+      let readable = true;
+      try {
+        current = await this.#io.readLatest(file, this.#maxReadBytes);
+      } catch (error) {
+        if (!isGone(error)) readable = false;
+      }
+      if (readable && !stillBad(current)) return 'resolved';
+      const folder = path.join(this.#dir, QUARANTINE_FOLDER, batch, name.slice(0, 2));
+      await this.#io.mkdir(folder, 0o700);
+      assertHeld();
+      await this.#ops.rename(file, path.join(folder, `${name}.sess`));
+      return 'quarantined';
+    });
+  }
+
+  async noteQuarantine(batch: string, note: Buffer): Promise<string> {
+    const folder = path.join(QUARANTINE_FOLDER, batch);
+    await this.#io.mkdir(path.join(this.#dir, folder), 0o700);
+    await this.#ops.createFile(path.join(this.#dir, folder, 'findings.json'), note);
+    return folder;
+  }
+
+  async copyOut(name: string): Promise<{ bytes: Buffer; lastUseMs: number } | null> {
+    try {
+      // One open, one inode: the whole of one version, whatever is renamed over it meanwhile.
+      const snapshot = await this.#io.readFile(this.pathOf(name), Number.MAX_SAFE_INTEGER - 1);
+      return { bytes: snapshot.data, lastUseMs: snapshot.mtimeMs };
     } catch (error) {
+      // Destroyed (or collected) since it was listed.
       if (errorCode(error) === 'ENOENT') return null;
-      throw ioError('inspect the data dir', error);
+      throw error;
     }
   }
 
-  /** Removes a temp file left by a killed writer; false when it is gone already. */
-  async removeTemp(filePath: string): Promise<boolean> {
+  /** Writes a copied envelope as a new file (fsynced, 0600), its mtime its last use. False when the file exists. */
+  async copyIn(name: string, envelope: { readonly bytes: Buffer; readonly lastUseMs: number; readonly expiresAtMs: number }): Promise<boolean> {
+    const file = this.pathOf(name);
+    await this.#ensureFolder(name.slice(0, 2));
     try {
-      await this.#io.unlink(filePath);
-      return true;
+      await this.#ops.createFile(file, envelope.bytes);
     } catch (error) {
-      if (errorCode(error) === 'ENOENT') return false;
-      throw ioError('remove debris from the data dir', error);
+      if (errorCode(error) === 'EEXIST') return false;
+      throw error;
     }
+    await this.#io.utimes(file, envelope.lastUseMs);
+    return true;
   }
 }
 
-/** What a session file seals: the id (so a listing can name sessions) and the data's JSON. */
-export function plaintextOf(id: string, dataJson: string): string {
-  return `{"id":${JSON.stringify(id)},"data":${dataJson}}`;
-}
-
-function parsePlaintext(plaintext: string): { id: string; data: SessionData } | null {
-  // Authenticated already, so this is our own JSON; checked anyway, never trusted blindly.
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(plaintext);
-  } catch {
-    return null;
-  }
-  if (typeof parsed !== 'object' || parsed === null || !('id' in parsed) || !('data' in parsed)) return null;
-  const { id, data } = parsed;
-  if (typeof id !== 'string' || typeof data !== 'object' || data === null || Array.isArray(data)) return null;
-  const entries = Object.entries(data as Record<string, JsonValue>);
-  for (const [, value] of entries) deepFreeze(value);
-  return { id, data: new Map(entries) };
-}
+type RawEntry = { readonly kind: 'session' | 'lock' | 'temp'; readonly name: string; readonly path: string };
