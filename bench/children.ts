@@ -26,7 +26,10 @@ export function cleanUpOnExit(): void {
   if (installed) return;
   installed = true;
   process.on('exit', cleanUpNow);
-  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
     process.on(signal, () => {
       shuttingDown = true;
       console.error(`\n${signal}: stopping the servers and removing the temp dir`);
@@ -63,7 +66,8 @@ export function waitForOutput(child: ChildProcess, pattern: RegExp, what: string
         resolve(match);
       }
     };
-    const onExit = (code: number | null, signal: string | null) => fail(new Error(`${what} exited (${signal ?? code}) before it was ready${out ? `; it printed:\n${out}` : ''}`));
+    const onExit = (code: number | null, signal: string | null) =>
+      fail(new Error(`${what} exited (${signal ?? code}) before it was ready${out ? `; it printed:\n${out}` : ''}`));
     const done = () => {
       clearTimeout(timer);
       child.stdout?.off('data', onData);

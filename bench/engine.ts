@@ -126,8 +126,16 @@ async function main(): Promise<void> {
       const [one] = os.loadavg();
       return one !== undefined && one > os.cpus().length * 0.75;
     };
-    console.log(`sealed-sessions engine bench (${environment.mode}) — node ${environment.node}, ${environment.cpus} cores (${environment.cpuModel}), ${environment.memoryGB} GB`);
-    if (busy()) console.log(`!! load average ${os.loadavg().map((n) => n.toFixed(2)).join(' ')} on ${os.cpus().length} cores: other work is running, figures will be noisy`);
+    console.log(
+      `sealed-sessions engine bench (${environment.mode}) — node ${environment.node}, ${environment.cpus} cores (${environment.cpuModel}), ${environment.memoryGB} GB`,
+    );
+    if (busy())
+      console.log(
+        `!! load average ${os
+          .loadavg()
+          .map((n) => n.toFixed(2))
+          .join(' ')} on ${os.cpus().length} cores: other work is running, figures will be noisy`,
+      );
     console.log(`temp dir ${root}\n  df: ${environment.tempDisk}\n  same filesystem as the project: ${environment.tempSameFsAsProject ? 'yes' : 'NO'}`);
 
     // ------------------------------------------------------------ a) raw rates
@@ -136,7 +144,8 @@ async function main(): Promise<void> {
     let window = otherCpuWindow();
     const section = async (key: string, title: string) => {
       if (key !== 'a') others[previous] = window.end();
-      if (key !== 'a' && others[previous] !== null) console.log(`  (other processes used ${((others[previous] ?? 0) * 100).toFixed(0)} % of the cores meanwhile)`);
+      if (key !== 'a' && others[previous] !== null)
+        console.log(`  (other processes used ${((others[previous] ?? 0) * 100).toFixed(0)} % of the cores meanwhile)`);
       console.log(`\n${title}`);
       if (waitQuietMax > 0) await waitQuiet(waitQuietMax, `${key})`);
       previous = key;
@@ -215,12 +224,29 @@ async function main(): Promise<void> {
     }
     const seqSeconds = (performance.now() - seqStarted) / 1000;
     const commitLatency = latencyOf(commitSamples);
-    const ioPerCommit = Object.fromEntries(Object.entries(counting.counts).filter(([, n]) => n > 0).map(([k, n]) => [k, n / COMMITS_SEQ]));
+    const ioPerCommit = Object.fromEntries(
+      Object.entries(counting.counts)
+        .filter(([, n]) => n > 0)
+        .map(([k, n]) => [k, n / COMMITS_SEQ]),
+    );
     row('session size: data JSON / file on disk', `${jsonBytes} / ${fileBytes} B`);
-    row(`commit median (${COMMITS_SEQ} commits)`, `${fmtMs(commitLatency.medianMs)} ms`, `p90 ${fmtMs(commitLatency.p90Ms)}  p99 ${fmtMs(commitLatency.p99Ms)}  max ${fmtMs(commitLatency.maxMs)} ms`);
+    row(
+      `commit median (${COMMITS_SEQ} commits)`,
+      `${fmtMs(commitLatency.medianMs)} ms`,
+      `p90 ${fmtMs(commitLatency.p90Ms)}  p99 ${fmtMs(commitLatency.p99Ms)}  max ${fmtMs(commitLatency.maxMs)} ms`,
+    );
     row('commits/s, sequential', fmtInt(COMMITS_SEQ / seqSeconds));
-    row('  vs raw write+fsync+rename median (sequential)', `${(commitLatency.medianMs / wfrSeq.latency.medianMs).toFixed(2)} ×`, `${fmtMs(wfrSeq.latency.medianMs)} ms raw`);
-    row('  Io calls per commit', Object.entries(ioPerCommit).map(([k, n]) => `${k} ${n}`).join(', '));
+    row(
+      '  vs raw write+fsync+rename median (sequential)',
+      `${(commitLatency.medianMs / wfrSeq.latency.medianMs).toFixed(2)} ×`,
+      `${fmtMs(wfrSeq.latency.medianMs)} ms raw`,
+    );
+    row(
+      '  Io calls per commit',
+      Object.entries(ioPerCommit)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', '),
+    );
     results['commitSequential'] = { commits: COMMITS_SEQ, jsonBytes, fileBytes, latency: commitLatency, commitsPerSec: COMMITS_SEQ / seqSeconds, ioPerCommit };
 
     // ------------------------------------------------------------ c) concurrency
@@ -266,7 +292,10 @@ async function main(): Promise<void> {
     // cacheSize 0 opens, decrypts and parses the file at every load.
     const uncached = await openStore({ dir: dataDir, keys: [KEY], io: counting.io, cacheSize: 0 });
     const loads: Record<string, RateResult> = {};
-    for (const [label, target] of [['cached', store], ['uncached', uncached]] as const) {
+    for (const [label, target] of [
+      ['cached', store],
+      ['uncached', uncached],
+    ] as const) {
       counting.reset();
       let loadPick = 0;
       const loadOne = async () => {
@@ -319,7 +348,12 @@ async function main(): Promise<void> {
     row(`load()/s cached ÷ stat/s (16 in flight)`, ratios.loadCached16OverStat16.toFixed(3));
     results['ratios'] = ratios;
     results['loadavgEnd'] = os.loadavg();
-    console.log(`\nload average: start ${environment.loadavgStart.map((n) => n.toFixed(2)).join(' ')}, end ${os.loadavg().map((n) => n.toFixed(2)).join(' ')} (${os.cpus().length} cores)`);
+    console.log(
+      `\nload average: start ${environment.loadavgStart.map((n) => n.toFixed(2)).join(' ')}, end ${os
+        .loadavg()
+        .map((n) => n.toFixed(2))
+        .join(' ')} (${os.cpus().length} cores)`,
+    );
     results['table'] = rows.map(([what, value, note]) => ({ what: what.trim(), value, note }));
 
     const out = path.join(path.dirname(fileURLToPath(import.meta.url)), 'engine-results.json');

@@ -155,7 +155,8 @@ function checkSigning(kind: StoreKind, seededCookie: string): void {
   const value = seededCookie.slice(seededCookie.indexOf('=') + 1);
   if (kind === 'sealed') {
     const id = value.slice(0, value.indexOf('.'));
-    if (signId(id, nativeSecret) !== value) throw new Error('the bench signs native cookies differently from the server: unknown-id cookies would be rejected as forged');
+    if (signId(id, nativeSecret) !== value)
+      throw new Error('the bench signs native cookies differently from the server: unknown-id cookies would be rejected as forged');
   } else {
     const decoded = decodeURIComponent(value);
     const id = decoded.slice(2, decoded.lastIndexOf('.'));
@@ -204,7 +205,11 @@ async function load(server: Server, scenario: Scenario, connections: number, coo
 
 const median = (values: readonly number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted.length === 0 ? Number.NaN : sorted.length % 2 === 1 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+  return sorted.length === 0
+    ? Number.NaN
+    : sorted.length % 2 === 1
+      ? sorted[(sorted.length - 1) / 2]!
+      : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
 };
 
 // ---------------------------------------------------------------- lost updates
@@ -295,7 +300,13 @@ async function main(): Promise<void> {
     `sealed-sessions HTTP bench (${config.mode}): ${machine.cores} cores (${machine.cpuModel}), ${machine.filesystem} temp dir, node ${machine.node}; ` +
       `${config.duration} s × ${config.repetitions} per store and scenario`,
   );
-  if (os.loadavg()[0]! > machine.cores * 0.75) console.log(`!! load average ${os.loadavg().map((n) => n.toFixed(2)).join(' ')}: other work is running, figures will be noisy`);
+  if (os.loadavg()[0]! > machine.cores * 0.75)
+    console.log(
+      `!! load average ${os
+        .loadavg()
+        .map((n) => n.toFixed(2))
+        .join(' ')}: other work is running, figures will be noisy`,
+    );
 
   // ------------------------------------------------------------ raw limits
   await quiet('the raw limits');
@@ -316,7 +327,9 @@ async function main(): Promise<void> {
     otherCpu: rawWindow.end(),
   };
   fs.rmSync(rawDir, { recursive: true, force: true });
-  console.log(`  readFile 1 KB ${Math.round(raw.readFile1k16.opsPerSec)}/s, write+fsync+rename 1 KB ${Math.round(raw.writeFsyncRename1k16.opsPerSec)}/s, mkdir+rmdir ${Math.round(raw.mkdirRmdir16.opsPerSec)}/s (16 in flight), AES-256-GCM 1 KB ${Math.round(raw.aesGcmSeal1k.opsPerSec)}/s`);
+  console.log(
+    `  readFile 1 KB ${Math.round(raw.readFile1k16.opsPerSec)}/s, write+fsync+rename 1 KB ${Math.round(raw.writeFsyncRename1k16.opsPerSec)}/s, mkdir+rmdir ${Math.round(raw.mkdirRmdir16.opsPerSec)}/s (16 in flight), AES-256-GCM 1 KB ${Math.round(raw.aesGcmSeal1k.opsPerSec)}/s`,
+  );
 
   // ------------------------------------------------------------ servers
   let redisUrl: string | undefined;
@@ -338,10 +351,14 @@ async function main(): Promise<void> {
     checkSigning(kind, seeded[0]!);
     const unknown = Array.from({ length: count }, () => unknownCookie(kind));
     // The scenarios measure what they say: a seeded cookie finds its session, an unknown one none.
-    for (const [cookie, expected] of [[seeded[0]!, 'alice'], [unknown[0]!, 'none']] as const) {
+    for (const [cookie, expected] of [
+      [seeded[0]!, 'alice'],
+      [unknown[0]!, 'none'],
+    ] as const) {
       const response = await fetch(`${servers.get(kind)!.url}/read`, { headers: { cookie } });
       const body = await response.text();
-      if (body !== expected) throw new Error(`${STORE_LABELS[kind]}: GET /read with a ${expected === 'alice' ? 'seeded' : 'unknown-id'} cookie gave ${response.status} ${body}`);
+      if (body !== expected)
+        throw new Error(`${STORE_LABELS[kind]}: GET /read with a ${expected === 'alice' ? 'seeded' : 'unknown-id'} cookie gave ${response.status} ${body}`);
     }
     cookies.set(kind, { seeded, unknown });
     console.log(`  ${STORE_LABELS[kind]}: ${count} sessions made in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -401,7 +418,9 @@ warm-up: ${config.warmup} s of reads per server, not counted`);
   const sharing = kinds.filter((kind) => SHARABLE[kind] && servers.get(kind)!.died === undefined);
   for (const server of await Promise.all(sharing.map((kind) => startServer(kind, storageOf(kind))))) seconds.set(server.kind, server);
   await quiet('the lost-update test');
-  console.log(`\nlost updates: ${config.lostUpdateRequests} concurrent requests on one session × ${config.lostUpdateRounds} round${config.lostUpdateRounds === 1 ? '' : 's'}`);
+  console.log(
+    `\nlost updates: ${config.lostUpdateRequests} concurrent requests on one session × ${config.lostUpdateRounds} round${config.lostUpdateRounds === 1 ? '' : 's'}`,
+  );
   const lostUpdates: LostUpdateRow[] = [];
   for (const kind of kinds) {
     const first = servers.get(kind)!;
@@ -427,7 +446,9 @@ warm-up: ${config.warmup} s of reads per server, not counted`);
         rounds,
       };
       lostUpdates.push(row);
-      console.log(`  ${STORE_LABELS[kind].padEnd(48)} ${processes} process${processes === 1 ? ' ' : 'es'}: lost ${row.lost} of ${row.total}${row.failed ? `, ${row.failed} requests failed` : ''}`);
+      console.log(
+        `  ${STORE_LABELS[kind].padEnd(48)} ${processes} process${processes === 1 ? ' ' : 'es'}: lost ${row.lost} of ${row.total}${row.failed ? `, ${row.failed} requests failed` : ''}`,
+      );
     }
   }
 

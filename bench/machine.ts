@@ -57,12 +57,15 @@ export async function waitQuiet(maxSeconds: number, what: string, ours: () => re
     const other = window.end();
     const waited = (performance.now() - started) / 1000;
     if (other === null || other < 0.1 || waited >= maxSeconds) {
-      if (other !== null && other >= 0.1) console.log(`  (machine still busy before ${what}: other processes use ${(other * 100).toFixed(0)} % of the cores; going on)`);
+      if (other !== null && other >= 0.1)
+        console.log(`  (machine still busy before ${what}: other processes use ${(other * 100).toFixed(0)} % of the cores; going on)`);
       return other;
     }
     if (waited - lastLog >= 30 || lastLog === 0) {
       lastLog = waited;
-      console.log(`  waiting for a quiet machine before ${what}: other processes use ${(other * 100).toFixed(0)} % of the cores (${waited.toFixed(0)} s / ${maxSeconds} s)`);
+      console.log(
+        `  waiting for a quiet machine before ${what}: other processes use ${(other * 100).toFixed(0)} % of the cores (${waited.toFixed(0)} s / ${maxSeconds} s)`,
+      );
     }
   }
 }

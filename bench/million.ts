@@ -110,7 +110,6 @@ function countingIo(): { io: Io; counts: Record<string, number> } {
   return { io: wrapped as unknown as Io, counts };
 }
 
-
 // ---------------------------------------------------------------- the dataset
 
 type DebrisKind = 'stale-lock' | 'old-temp' | 'fresh-lock' | 'fresh-temp';
@@ -177,7 +176,7 @@ function writeSession(keyring: Keyring, id: string, times: EnvelopeTimes, dataJs
 async function chunked(total: number, label: string, fn: (index: number) => void): Promise<number> {
   const started = performance.now();
   let lastReport = started;
-  for (let i = 0; i < total; ) {
+  for (let i = 0; i < total;) {
     const end = Math.min(total, i + 2000);
     for (; i < end; i++) fn(i);
     await new Promise((resolve) => setImmediate(resolve));
@@ -328,7 +327,14 @@ async function build(): Promise<Marker> {
 /** The dataset, reused when the marker says it is ours and of the right size, rebuilt otherwise. */
 async function prepare(): Promise<{ marker: Marker; reused: boolean; topUpSeconds: number }> {
   const marker = forceRebuild ? null : readMarker();
-  if (marker === null || marker.format !== DATASET_FORMAT || !Array.isArray(marker.lockedExpiredIds) || marker.count !== count || !fs.existsSync(dir) || marker.state === 'collecting') {
+  if (
+    marker === null ||
+    marker.format !== DATASET_FORMAT ||
+    !Array.isArray(marker.lockedExpiredIds) ||
+    marker.count !== count ||
+    !fs.existsSync(dir) ||
+    marker.state === 'collecting'
+  ) {
     if (marker !== null && !forceRebuild) log(`marker ${markerPath} does not fit (count ${marker.count}, state ${marker.state}): rebuilding`);
     return { marker: await build(), reused: false, topUpSeconds: 0 };
   }
@@ -610,27 +616,53 @@ function growth(run: GcRun): { atPercent: number; headersRead: number; rssMB: nu
 function printGc(title: string, run: GcRun): void {
   const r = run.report;
   console.log(`\n${title}`);
-  console.log(`  report            scanned ${fmtInt(r.scanned)}, expired ${fmtInt(r.expired)}, removed ${fmtInt(r.removed)}, debris ${r.debris} (removed ${r.debrisRemoved}), unreadable ${r.unreadable}`);
-  console.log(`  time              ${(r.durationMs / 1000).toFixed(2)} s (${fmtInt(r.scanned / (r.durationMs / 1000))} files/s); CPU user ${(run.cpuUserMs / 1000).toFixed(1)} s + system ${(run.cpuSystemMs / 1000).toFixed(1)} s`);
-  console.log(`  event loop        max pause ${run.driftMaxPauseMs.toFixed(1)} ms (own 10 ms ticker; at ${(run.driftMaxAtMs / 1000).toFixed(1)} s, ${fmtInt(run.driftMaxAtHeadersRead)} headers read), ${run.pausesOver50ms} pauses > 50 ms, ${run.pausesOver20ms} > 20 ms`);
+  console.log(
+    `  report            scanned ${fmtInt(r.scanned)}, expired ${fmtInt(r.expired)}, removed ${fmtInt(r.removed)}, debris ${r.debris} (removed ${r.debrisRemoved}), unreadable ${r.unreadable}`,
+  );
+  console.log(
+    `  time              ${(r.durationMs / 1000).toFixed(2)} s (${fmtInt(r.scanned / (r.durationMs / 1000))} files/s); CPU user ${(run.cpuUserMs / 1000).toFixed(1)} s + system ${(run.cpuSystemMs / 1000).toFixed(1)} s`,
+  );
+  console.log(
+    `  event loop        max pause ${run.driftMaxPauseMs.toFixed(1)} ms (own 10 ms ticker; at ${(run.driftMaxAtMs / 1000).toFixed(1)} s, ${fmtInt(run.driftMaxAtHeadersRead)} headers read), ${run.pausesOver50ms} pauses > 50 ms, ${run.pausesOver20ms} > 20 ms`,
+  );
   const over = run.longPauses.filter((p) => p.pauseMs > 50);
   if (over.length > 0) {
     const sum = (key: 'runMs' | 'runQueueWaitMs' | 'blockedMs') => over.reduce((a, p) => a + p[key], 0);
-    console.log(`                    pauses > 50 ms, main thread during them: running ${sum('runMs').toFixed(0)} ms, waiting for a CPU ${sum('runQueueWaitMs').toFixed(0)} ms, blocked ${sum('blockedMs').toFixed(0)} ms`);
+    console.log(
+      `                    pauses > 50 ms, main thread during them: running ${sum('runMs').toFixed(0)} ms, waiting for a CPU ${sum('runQueueWaitMs').toFixed(0)} ms, blocked ${sum('blockedMs').toFixed(0)} ms`,
+    );
     const worst = [...over].sort((a, b) => b.pauseMs - a.pauseMs).slice(0, 5);
     for (const p of worst) {
-      console.log(`                      ${p.pauseMs.toFixed(1).padStart(6)} ms at ${(p.atMs / 1000).toFixed(2)} s: running ${p.runMs.toFixed(1)}, waiting ${p.runQueueWaitMs.toFixed(1)}, blocked ${p.blockedMs.toFixed(1)} ms`);
+      console.log(
+        `                      ${p.pauseMs.toFixed(1).padStart(6)} ms at ${(p.atMs / 1000).toFixed(2)} s: running ${p.runMs.toFixed(1)}, waiting ${p.runQueueWaitMs.toFixed(1)}, blocked ${p.blockedMs.toFixed(1)} ms`,
+      );
     }
   }
-  console.log(`                    monitorEventLoopDelay(10): max ${run.eldMaxMs.toFixed(1)} ms, p99 ${run.eldP99Ms.toFixed(1)} ms, mean ${run.eldMeanMs.toFixed(1)} ms (intervals, include the 10 ms)`);
-  console.log(`                    V8 GC: ${run.v8GcCount} pauses, max ${run.v8GcMaxMs.toFixed(1)} ms (${run.v8GcMaxDetail}), total ${(run.v8GcTotalMs / 1000).toFixed(2)} s`);
-  console.log(`  memory            RSS before ${mb(run.rssBefore)}, peak ${mb(run.rssPeak)}, after ${mb(run.rssAfter)}; heapUsed before ${mb(run.heapUsedBefore)}, peak ${mb(run.heapUsedPeak)}, after ${mb(run.heapUsedAfter)}`);
+  console.log(
+    `                    monitorEventLoopDelay(10): max ${run.eldMaxMs.toFixed(1)} ms, p99 ${run.eldP99Ms.toFixed(1)} ms, mean ${run.eldMeanMs.toFixed(1)} ms (intervals, include the 10 ms)`,
+  );
+  console.log(
+    `                    V8 GC: ${run.v8GcCount} pauses, max ${run.v8GcMaxMs.toFixed(1)} ms (${run.v8GcMaxDetail}), total ${(run.v8GcTotalMs / 1000).toFixed(2)} s`,
+  );
+  console.log(
+    `  memory            RSS before ${mb(run.rssBefore)}, peak ${mb(run.rssPeak)}, after ${mb(run.rssAfter)}; heapUsed before ${mb(run.heapUsedBefore)}, peak ${mb(run.heapUsedPeak)}, after ${mb(run.heapUsedAfter)}`,
+  );
   const points = growth(run);
-  if (points.length > 0) console.log(`  RSS / heap along the scan  ${points.map((p) => `${p.atPercent}%: ${p.rssMB.toFixed(0)}/${p.heapUsedMB.toFixed(0)} MB`).join(', ')}`);
-  console.log(`  Io calls          ${Object.entries(run.ioCalls).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${fmtInt(n)}`).join(', ')}`);
-  console.log(`  files             before: ${fmtInt(run.filesBefore.sessions)} sessions, ${run.filesBefore.locks} locks, ${run.filesBefore.temps} temps; after: ${fmtInt(run.filesAfter.sessions)}, ${run.filesAfter.locks}, ${run.filesAfter.temps}`);
+  if (points.length > 0)
+    console.log(`  RSS / heap along the scan  ${points.map((p) => `${p.atPercent}%: ${p.rssMB.toFixed(0)}/${p.heapUsedMB.toFixed(0)} MB`).join(', ')}`);
+  console.log(
+    `  Io calls          ${Object.entries(run.ioCalls)
+      .filter(([, n]) => n > 0)
+      .map(([k, n]) => `${k} ${fmtInt(n)}`)
+      .join(', ')}`,
+  );
+  console.log(
+    `  files             before: ${fmtInt(run.filesBefore.sessions)} sessions, ${run.filesBefore.locks} locks, ${run.filesBefore.temps} temps; after: ${fmtInt(run.filesAfter.sessions)}, ${run.filesAfter.locks}, ${run.filesAfter.temps}`,
+  );
   if (run.otherCpuShare !== null) console.log(`  other processes   used ${(run.otherCpuShare * 100).toFixed(0)} % of the cores during this gc`);
-  console.log(`  load average      before ${run.loadavgBefore.map((n) => n.toFixed(2)).join(' ')}, after ${run.loadavgAfter.map((n) => n.toFixed(2)).join(' ')} (${os.cpus().length} cores)`);
+  console.log(
+    `  load average      before ${run.loadavgBefore.map((n) => n.toFixed(2)).join(' ')}, after ${run.loadavgAfter.map((n) => n.toFixed(2)).join(' ')} (${os.cpus().length} cores)`,
+  );
   if (run.profile !== undefined) console.log(`  CPU profile       ${run.profile}`);
 }
 
@@ -692,11 +724,26 @@ function dropCaches(): string {
 // ---------------------------------------------------------------- main
 
 async function main(): Promise<void> {
-  log(`sealed-sessions million bench — node ${process.version}, ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GB, ${fmtInt(count)} sessions`);
+  log(
+    `sealed-sessions million bench — node ${process.version}, ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GB, ${fmtInt(count)} sessions`,
+  );
   const results: Record<string, unknown> = {
-    environment: { node: process.version, cpus: os.cpus().length, memoryGB: Math.round(os.totalmem() / 2 ** 30), dir, count, date: new Date().toISOString(), loadavgStart: os.loadavg() },
+    environment: {
+      node: process.version,
+      cpus: os.cpus().length,
+      memoryGB: Math.round(os.totalmem() / 2 ** 30),
+      dir,
+      count,
+      date: new Date().toISOString(),
+      loadavgStart: os.loadavg(),
+    },
   };
-  log(`load average ${os.loadavg().map((n) => n.toFixed(2)).join(' ')}`);
+  log(
+    `load average ${os
+      .loadavg()
+      .map((n) => n.toFixed(2))
+      .join(' ')}`,
+  );
   const { marker, reused, topUpSeconds } = await prepare();
   results['dataset'] = {
     reused,
@@ -742,7 +789,9 @@ async function main(): Promise<void> {
     };
     results['openStore'] = opens;
     console.log(`\n(1) openStore(), median of ${opens.rounds} opens each`);
-    console.log(`  ${fmtInt(count)} sessions: ${opens.millionMedianMs.toFixed(3)} ms (min ${opens.millionMinMs.toFixed(3)}, max ${opens.millionMaxMs.toFixed(3)})`);
+    console.log(
+      `  ${fmtInt(count)} sessions: ${opens.millionMedianMs.toFixed(3)} ms (min ${opens.millionMinMs.toFixed(3)}, max ${opens.millionMaxMs.toFixed(3)})`,
+    );
     console.log(`  empty dir:        ${opens.emptyMedianMs.toFixed(3)} ms (min ${opens.emptyMinMs.toFixed(3)}, max ${opens.emptyMaxMs.toFixed(3)})`);
   } finally {
     fs.rmSync(emptyRoot, { recursive: true, force: true });
@@ -764,7 +813,10 @@ async function main(): Promise<void> {
   const real = await runGc(false, 'gc', marker.debris, profileGc ? path.join(benchDir, 'million-gc.cpuprofile') : undefined);
   marker.state = 'collected';
   writeMarker(marker);
-  printGc(`(2b) store.gc() over ${fmtInt(count)} sessions (${fmtInt(marker.expired)} expired, ${marker.debris.length} debris of which ${marker.debris.filter((d) => d.kind.startsWith('stale') || d.kind.startsWith('old')).length} stale)`, real);
+  printGc(
+    `(2b) store.gc() over ${fmtInt(count)} sessions (${fmtInt(marker.expired)} expired, ${marker.debris.length} debris of which ${marker.debris.filter((d) => d.kind.startsWith('stale') || d.kind.startsWith('old')).length} stale)`,
+    real,
+  );
   results['gc'] = { ...real, rssTimeline: real.rssTimeline.filter((_, i) => i % 10 === 0), growth: growth(real), cold };
 
   // (3) load() spot check on live sessions, after gc.

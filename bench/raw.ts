@@ -53,9 +53,11 @@ export interface RateResult {
  */
 export async function measureRate(concurrency: number, ms: number, op: (worker: number, n: number) => Promise<unknown>): Promise<RateResult> {
   // Warm-up: a few ops per loop, not counted.
-  await Promise.all(Array.from({ length: concurrency }, async (_, worker) => {
-    for (let n = 0; n < 5; n++) await op(worker, -1 - n);
-  }));
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, worker) => {
+      for (let n = 0; n < 5; n++) await op(worker, -1 - n);
+    }),
+  );
   const samples: number[] = [];
   let counter = 0;
   const started = performance.now();

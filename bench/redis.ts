@@ -3,7 +3,8 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { spawnTracked, waitForOutput } from './children.js';
 
-export const REDIS_INSTALL_HINT = 'install it with `sudo apt-get install redis-server` (Debian/Ubuntu; the bench starts its own server and stops it, the system service can stay disabled)';
+export const REDIS_INSTALL_HINT =
+  'install it with `sudo apt-get install redis-server` (Debian/Ubuntu; the bench starts its own server and stops it, the system service can stay disabled)';
 
 /** redis-server's version (`7.0.15`), or null when there is no redis-server on the PATH. */
 export function redisServerVersion(): string | null {

@@ -200,11 +200,13 @@ export function renderMarkdown(results: BenchResults): string {
   for (const t of targets(results)) add(`| ${t.target} | ${t.measured} | ${t.pass === null ? 'n/a' : t.pass ? 'PASS' : '**MISS**'} |`);
   add('');
 
-  add('## Raw limits of this machine', '', 'Measured in the same run, in the temp dir (the stores\' filesystem), 16 in flight unless said otherwise.', '');
+  add('## Raw limits of this machine', '', "Measured in the same run, in the temp dir (the stores' filesystem), 16 in flight unless said otherwise.", '');
   add('| operation | per second | median latency |', '|---|---:|---:|');
   add(`| readFile 1 KB | ${int(raw.readFile1k16.opsPerSec)} | ${ms(raw.readFile1k16.latency.medianMs)} ms |`);
   add(`| write+fsync+rename 1 KB | ${int(raw.writeFsyncRename1k16.opsPerSec)} | ${ms(raw.writeFsyncRename1k16.latency.medianMs)} ms |`);
-  add(`| write+fsync+rename 1 KB, sequential | ${int(raw.writeFsyncRename1kSequential.opsPerSec)} | ${ms(raw.writeFsyncRename1kSequential.latency.medianMs)} ms |`);
+  add(
+    `| write+fsync+rename 1 KB, sequential | ${int(raw.writeFsyncRename1kSequential.opsPerSec)} | ${ms(raw.writeFsyncRename1kSequential.latency.medianMs)} ms |`,
+  );
   add(`| mkdir+rmdir (one proper-lockfile lock) | ${int(raw.mkdirRmdir16.opsPerSec)} | ${ms(raw.mkdirRmdir16.latency.medianMs)} ms |`);
   add(`| mkdir+rmdir, sequential | ${int(raw.mkdirRmdirSequential.opsPerSec)} | ${ms(raw.mkdirRmdirSequential.latency.medianMs)} ms |`);
   add(`| AES-256-GCM seal of 1 KB (one core) | ${int(raw.aesGcmSeal1k.opsPerSec)} | ${raw.aesGcmSeal1k.usPerOp.toFixed(1)} µs |`, '');
@@ -261,7 +263,7 @@ export function renderMarkdown(results: BenchResults): string {
   add(
     '- session-file-store retries a missing file 5 times (its default `retries`, 50–100 ms apart) before it reports "no session": that is its `unknown` latency.',
     '- express-session stores get the session through express-session (`resave: false`, `saveUninitialized: false`); express-session touches an unchanged session on every read, which session-file-store turns into a rewrite.',
-    '- `SealedStore` implements express-session\'s contract, whose `set()` replaces the whole session: its lost updates are express-session\'s, as with every peer. The native `sessions()` merges each request\'s changes under a lock.',
+    "- `SealedStore` implements express-session's contract, whose `set()` replaces the whole session: its lost updates are express-session's, as with every peer. The native `sessions()` merges each request's changes under a lock.",
     '',
   );
   return lines.join('\n');

@@ -31,7 +31,10 @@ export function createApp(store: Store): express.Express {
   app.post('/set', async (req, res) => {
     const { name, value } = req.body as Record<string, unknown>;
     if (typeof name !== 'string' || name.trim() === '' || name.length > 100 || (value !== undefined && typeof value !== 'string')) {
-      res.status(400).type('html').send(renderError(400, 'That did not look right', 'A name (1–100 characters) and a text value are needed.'));
+      res
+        .status(400)
+        .type('html')
+        .send(renderError(400, 'That did not look right', 'A name (1–100 characters) and a text value are needed.'));
       return;
     }
     const session = await req.trans.getSession();
@@ -57,7 +60,10 @@ export function createApp(store: Store): express.Express {
   });
 
   app.use((_req, res) => {
-    res.status(404).type('html').send(renderError(404, 'Not found', 'There is no such page in this demo.'));
+    res
+      .status(404)
+      .type('html')
+      .send(renderError(404, 'Not found', 'There is no such page in this demo.'));
   });
 
   // A friendly page, never a stack trace; the code is what an operator looks up.
@@ -70,15 +76,21 @@ export function createApp(store: Store): express.Express {
         ? 'The request could not be understood.'
         : 'Something went wrong on our side. Please try again.';
     if (status >= 500) console.error('demo: request failed:', isSealedSessionError(error) ? error.code : error);
-    res.status(status).type('html').send(renderError(status, status < 500 ? 'Bad request' : 'Sorry, that failed', detail));
+    res
+      .status(status)
+      .type('html')
+      .send(renderError(status, status < 500 ? 'Bad request' : 'Sorry, that failed', detail));
   });
   return app;
 }
 
 const store = await openStore({ dir: process.env['SESSIONS_DIR'] ?? 'sessions-data' });
-const gcTimer = setInterval(() => {
-  store.gc().catch((error: unknown) => console.error('demo: gc failed:', error));
-}, 10 * 60 * 1000);
+const gcTimer = setInterval(
+  () => {
+    store.gc().catch((error: unknown) => console.error('demo: gc failed:', error));
+  },
+  10 * 60 * 1000,
+);
 gcTimer.unref();
 store.on('tamper', ({ file, reason }) => console.warn(`demo: unreadable session file ${file} (${reason})`));
 

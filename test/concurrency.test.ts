@@ -155,10 +155,7 @@ test('concurrent deletions merge: deleted keys stay deleted, keys set meanwhile 
     op: 'ops',
     dir,
     id,
-    ops: [
-      ...['d', 'e', 'f'].map((key): WorkerOp => ({ delete: [key] })),
-      ...range(3).map((index): WorkerOp => ({ set: { [`m${index}`]: `child ${index}` } })),
-    ],
+    ops: [...['d', 'e', 'f'].map((key): WorkerOp => ({ delete: [key] })), ...range(3).map((index): WorkerOp => ({ set: { [`m${index}`]: `child ${index}` } }))],
   });
   await child.waitFor('ready');
   const deleters = await loadCopies(store, id, 3);

@@ -85,7 +85,10 @@ for (const point of ['write', 'rename'] as const) {
       t.deepEqual(files.other, [], 'a lock or stray file was left');
       if (point === 'rename') {
         t.is(files.temps.length, 1, 'the rename fault leaves its complete temp file');
-        t.deepEqual(files.temps.map((temp) => path.join(s.dir, temp)), [...s.faults.debris]);
+        t.deepEqual(
+          files.temps.map((temp) => path.join(s.dir, temp)),
+          [...s.faults.debris],
+        );
       } else {
         t.deepEqual(files.temps, []);
       }

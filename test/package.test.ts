@@ -27,6 +27,6 @@ test('package.json names the bin, ESM exports with types, and the Node floor', a
   const bin = (pkg['bin'] as Record<string, string>)['sealed-sessions']!;
   const { stdout } = await run(process.execPath, [path.join(root, bin), 'keygen'], { cwd: root });
   t.regex(stdout.trim(), /^[A-Za-z0-9_-]{43}$/);
-  const types = ((pkg['exports'] as Record<string, Record<string, string>>)['.']!)['types']!;
+  const types = (pkg['exports'] as Record<string, Record<string, string>>)['.']!['types']!;
   await t.notThrowsAsync(fs.access(path.join(root, types)));
 });

@@ -39,7 +39,10 @@ export async function backup(args: readonly string[], io: CliIo): Promise<ExitCo
       command.printJson(manifest);
       return 0;
     }
-    const keyIds = Object.entries(manifest.keyIds).map(([id, count]) => `${id}: ${count}`).join(', ') || '-';
+    const keyIds =
+      Object.entries(manifest.keyIds)
+        .map(([id, count]) => `${id}: ${count}`)
+        .join(', ') || '-';
     io.out(
       `backup: copied ${plural(manifest.sessions, 'session file')} (${prettyBytes(manifest.bytes)}; key ids ${keyIds}) ` +
         `to ${path.resolve(dest!)}, manifest ${MANIFEST_FILE}`,

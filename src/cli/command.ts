@@ -169,7 +169,11 @@ export async function runCommand(name: string, io: CliIo, body: () => Promise<Ex
   } catch (error) {
     if (error instanceof UsageError) return usage(io, name, error.message);
     const problem = isSealedSessionError(error) ? error.message.replace(/^sealed-sessions: /, '') : `failed (${errorCode(error) ?? 'error'})`;
-    if (isSealedSessionError(error, 'ERR_SESSION_KEYS_MISSING') || isSealedSessionError(error, 'ERR_SESSION_KEY_WEAK') || isSealedSessionError(error, 'ERR_SESSION_OPTION')) {
+    if (
+      isSealedSessionError(error, 'ERR_SESSION_KEYS_MISSING') ||
+      isSealedSessionError(error, 'ERR_SESSION_KEY_WEAK') ||
+      isSealedSessionError(error, 'ERR_SESSION_OPTION')
+    ) {
       return usage(io, name, problem);
     }
     io.err(`${name}: ${problem}`);

@@ -18,9 +18,7 @@ export interface StoredSession {
 export type TamperReason = 'format' | 'unknown-key' | 'authentication' | 'content';
 
 export type ReadOutcome =
-  | { readonly state: 'missing' }
-  | { readonly state: 'tampered'; readonly reason: TamperReason }
-  | { readonly state: 'found'; readonly session: StoredSession };
+  { readonly state: 'missing' } | { readonly state: 'tampered'; readonly reason: TamperReason } | { readonly state: 'found'; readonly session: StoredSession };
 
 /**
  * Authenticates and decrypts the envelope stored under `name`. Never throws: bytes that do not

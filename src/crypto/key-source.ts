@@ -1,7 +1,13 @@
 import path from 'node:path';
 import { errorCode, SealedSessionError } from '../errors.js';
-import type { Io } from '../backends/file/io.js';
 import { generateKey, splitKeys } from './keys.js';
+
+/** What key sources need of the disk (the file backend's io module provides it). */
+export interface KeyFileIo {
+  mkdir(path: string, mode: number): Promise<void>;
+  readText(path: string): Promise<string>;
+  createExclusive(path: string, text: string): Promise<void>;
+}
 
 let devKeyAnnounced = false;
 
@@ -15,7 +21,7 @@ export function devKeyPath(dir: string): string {
  * development key created once beside the data dir (0600) and announced through
  * `process.emitWarning` (code SEALED_SESSIONS_DEV_KEY). In production, no key is an error.
  */
-export async function resolveSecrets(keys: string | readonly string[] | undefined, dir: string, io: Io): Promise<string[]> {
+export async function resolveSecrets(keys: string | readonly string[] | undefined, dir: string, io: KeyFileIo): Promise<string[]> {
   const configured = splitKeys(keys);
   if (configured.length > 0) return configured;
   const fromEnv = splitKeys(process.env['SESSION_KEYS']);
@@ -72,7 +78,7 @@ function keyFileError(error: unknown): SealedSessionError {
  * none. For the operations CLI, where a freshly made key would open nothing (and `verify --repair`
  * would then quarantine every session).
  */
-export async function configuredSecrets(keys: string | readonly string[] | undefined, dir: string, io: Io): Promise<string[]> {
+export async function configuredSecrets(keys: string | readonly string[] | undefined, dir: string, io: KeyFileIo): Promise<string[]> {
   const configured = splitKeys(keys);
   if (configured.length > 0) return configured;
   const fromEnv = splitKeys(process.env['SESSION_KEYS']);

@@ -12,7 +12,6 @@ export interface SessionsOptions {
 
 declare global {
   // Express's own extension point: `req.trans` is typed in every Express handler.
-  // eslint-disable-next-line @typescript-eslint/no-namespace
   namespace Express {
     interface Request {
       /** This request's session transaction (set by `sessions()`). */

@@ -116,7 +116,11 @@ export async function importSessionFileStore(options: ImportSessionFileStoreOpti
     } catch (error) {
       // Refused for this session only (too large, an id the store cannot hold): counted. Any
       // other failure (disk, locks) would fail the next ones too: stop.
-      if (isSealedSessionError(error, 'ERR_SESSION_TOO_LARGE') || isSealedSessionError(error, 'ERR_SESSION_OPTION') || isSealedSessionError(error, 'ERR_SESSION_VALUE')) {
+      if (
+        isSealedSessionError(error, 'ERR_SESSION_TOO_LARGE') ||
+        isSealedSessionError(error, 'ERR_SESSION_OPTION') ||
+        isSealedSessionError(error, 'ERR_SESSION_VALUE')
+      ) {
         counts.unreadable++;
         return;
       }

@@ -11,18 +11,7 @@ export type Errno = 'ENOSPC' | 'EIO' | 'EACCES';
  * (the temp file `<target>.<digits>` is left behind, as debris). Every other point is the `Io`
  * method of that name (`read` is `readFile` and `stat`).
  */
-export type FaultPoint =
-  | 'read'
-  | 'write'
-  | 'rename'
-  | 'mkdir'
-  | 'unlink'
-  | 'utimes'
-  | 'lstat'
-  | 'opendir'
-  | 'lock'
-  | 'readText'
-  | 'createExclusive';
+export type FaultPoint = 'read' | 'write' | 'rename' | 'mkdir' | 'unlink' | 'utimes' | 'lstat' | 'opendir' | 'lock' | 'readText' | 'createExclusive';
 
 export interface FaultyIo {
   /** Pass as `openStore({ io })`. */

@@ -10,11 +10,7 @@ const INDEX_URL = pathToFileURL(path.join(ROOT, 'src/index.ts')).href;
  * process whose environment is exactly `env` on top of PATH: env changes and once-per-process
  * state (the dev key warning) never leak between tests.
  */
-export function runSnippet(
-  body: string,
-  args: unknown,
-  env: Record<string, string> = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runSnippet(body: string, args: unknown, env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const code = [`const { openStore } = await import(${JSON.stringify(INDEX_URL)});`, `const args = JSON.parse(process.env.CHILD_ARGS);`, body].join('\n');
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, ['--import=tsx/esm', '--input-type=module', '-e', code], {

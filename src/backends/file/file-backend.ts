@@ -143,7 +143,11 @@ export class FileBackend implements Backend {
    * rewrite; a merge must never), without its metadata — one system call fewer on every commit —
    * then writes atomically or removes, as `decide` says. `fresh`: no lock and no read.
    */
-  async update<T>(name: string, decide: (current: CurrentEnvelope | null) => Decision<T> | Promise<Decision<T>>, options: UpdateOptions = {}): Promise<UpdateOutcome<T>> {
+  async update<T>(
+    name: string,
+    decide: (current: CurrentEnvelope | null) => Decision<T> | Promise<Decision<T>>,
+    options: UpdateOptions = {},
+  ): Promise<UpdateOutcome<T>> {
     const file = this.pathOf(name);
     await this.#ensureFolder(name.slice(0, 2));
     const wantVersion = options.wantVersion === true;

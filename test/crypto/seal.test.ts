@@ -1,11 +1,11 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import test from 'ava';
-import { openStore } from '../src/index.js';
-import { createKeyring } from '../src/crypto/keys.js';
-import { ENVELOPE_OVERHEAD, HEADER_BYTES, readHeader, seal, unseal, type EnvelopeTimes } from '../src/crypto/seal.js';
-import { fileNameOf } from '../src/core/session-id.js';
-import { KEY, OLD_KEY, tempDir } from './helpers/temp-dir.js';
+import { openStore } from '../../src/index.js';
+import { createKeyring } from '../../src/crypto/keys.js';
+import { ENVELOPE_OVERHEAD, HEADER_BYTES, readHeader, seal, unseal, type EnvelopeTimes } from '../../src/crypto/seal.js';
+import { fileNameOf } from '../../src/core/session-id.js';
+import { KEY, OLD_KEY, tempDir } from '../helpers/temp-dir.js';
 
 const NAME = 'a'.repeat(64);
 const OTHER_NAME = 'b'.repeat(64);
@@ -101,7 +101,7 @@ test('an empty plaintext round-trips', (t) => {
  * test/fixtures/make-sealed-v1.ts for how) and is checked in. Every value below is hard-coded on
  * purpose: if this test fails, files already on users' disks would stop opening.
  */
-const FIXTURE = new URL('fixtures/sealed-v1.bin', import.meta.url);
+const FIXTURE = new URL('../fixtures/sealed-v1.bin', import.meta.url);
 const FIXTURE_KEY = 'fixture-key-v1-0123456789abcdef-0123456789abcdef';
 const FIXTURE_ID = 'FIXTURE-v1-session-id_0123456789abcdefghijk';
 const FIXTURE_NAME = '6e39006456c91c379cc7fe9ed88b9dfa24f178e45f2aa4fa528e750c9f49c697';

@@ -9,12 +9,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import test, { type ExecutionContext } from 'ava';
 import signature from 'cookie-signature';
 import express from 'express';
-import { openStore, sessions, type RequestWithTransaction, type Store, type Transaction } from '../src/index.js';
-import { defaultIo, type Io } from '../src/backends/file/io.js';
-import { createKeyring } from '../src/crypto/keys.js';
-import { fileNameOf, isValidId } from '../src/core/session-id.js';
-import { listen } from './helpers/http.js';
-import { KEY, OLD_KEY, tempDir } from './helpers/temp-dir.js';
+import { openStore, sessions, type RequestWithTransaction, type Store, type Transaction } from '../../src/index.js';
+import { defaultIo, type Io } from '../../src/backends/file/io.js';
+import { createKeyring } from '../../src/crypto/keys.js';
+import { fileNameOf, isValidId } from '../../src/core/session-id.js';
+import { listen } from '../helpers/http.js';
+import { KEY, OLD_KEY, tempDir } from '../helpers/temp-dir.js';
 
 /**
  * A fixed corpus of hostile Cookie headers, built from a few live, destroyed and made-up ids,
@@ -230,11 +230,29 @@ function buildCorpus(k: Known): HostileCase[] {
     add(`traversal ${JSON.stringify(text)}, validly signed`, `sid=${sign(text, k.secret)}`);
   }
   // Validly signed values that are not ids (or ids of nothing).
-  const nonIds = ['-'.repeat(43), '_'.repeat(43), 'A'.repeat(43), '0'.repeat(43), 'A'.repeat(42), 'A'.repeat(44), '', ' ', idA.toLowerCase(), `${idA}\n`, `${idA} `, `${idA}.${idA}`];
+  const nonIds = [
+    '-'.repeat(43),
+    '_'.repeat(43),
+    'A'.repeat(43),
+    '0'.repeat(43),
+    'A'.repeat(42),
+    'A'.repeat(44),
+    '',
+    ' ',
+    idA.toLowerCase(),
+    `${idA}\n`,
+    `${idA} `,
+    `${idA}.${idA}`,
+  ];
   for (const [index, text] of nonIds.entries()) {
-    add(`validly signed non-session #${index} ${JSON.stringify(text.length > 12 ? `${text.slice(0, 12)}…(${text.length})` : text)}`, `sid=${sign(text, k.secret)}`, 'none', {
-      mayBeRefused: /[\0-\x1f]/.test(text),
-    });
+    add(
+      `validly signed non-session #${index} ${JSON.stringify(text.length > 12 ? `${text.slice(0, 12)}…(${text.length})` : text)}`,
+      `sid=${sign(text, k.secret)}`,
+      'none',
+      {
+        mayBeRefused: /[\0-\x1f]/.test(text),
+      },
+    );
   }
   for (let index = 0; index < 8; index++) add(`validly signed id of no session #${index}`, `sid=${sign(fakeId(`nobody-${index}`), k.secret)}`);
   add('validly signed id of a destroyed session', `sid=${k.gone}`);
@@ -310,17 +328,55 @@ function buildCorpus(k: Known): HostileCase[] {
   // 50 sid cookies. Garbage is skipped at the cost of a regex; at most 8 validly signed ids are
   // looked up (MAX_LOOKUPS in src/transaction.ts).
   const many = (count: number, make: (index: number) => string): string => Array.from({ length: count }, (_, index) => `sid=${make(index)}`).join('; ');
-  add('50 garbage sid cookies', many(50, (index) => `g${index}`));
-  add('50 destroyed sid cookies', many(50, () => k.gone));
-  add('50 well-formed wrong-signature sid cookies', many(50, (index) => `${fakeId(`m${index}`)}.${fakeB64(`m${index}`, 43)}`));
-  add('50 signed ids of no session', many(50, (index) => sign(fakeId(`n${index}`), k.secret)));
-  add('50 copies of the valid one', many(50, () => k.a), 'A');
-  add('the valid one, then 49 garbage', many(50, (index) => (index === 0 ? k.a : `g${index}`)), 'A');
-  add('7 garbage, the valid one 8th, then 42 more', many(50, (index) => (index === 7 ? k.a : `g${index}`)), 'A');
-  add('8 garbage, then the valid one 9th (garbage is not a lookup)', many(50, (index) => (index === 8 ? k.a : `g${index}`)), 'A');
-  add('49 garbage, then the valid one last (garbage is not a lookup)', many(50, (index) => (index === 49 ? k.a : `g${index}`)), 'A');
-  add('8 signed ids of no session, then the valid one 9th (past the 8 looked up)', many(50, (index) => (index === 8 ? k.a : sign(fakeId(`p${index}`), k.secret))));
-  add('49 signed ids of no session, then the valid one last', many(50, (index) => (index === 49 ? k.a : sign(fakeId(`n${index}`), k.secret))));
+  add(
+    '50 garbage sid cookies',
+    many(50, (index) => `g${index}`),
+  );
+  add(
+    '50 destroyed sid cookies',
+    many(50, () => k.gone),
+  );
+  add(
+    '50 well-formed wrong-signature sid cookies',
+    many(50, (index) => `${fakeId(`m${index}`)}.${fakeB64(`m${index}`, 43)}`),
+  );
+  add(
+    '50 signed ids of no session',
+    many(50, (index) => sign(fakeId(`n${index}`), k.secret)),
+  );
+  add(
+    '50 copies of the valid one',
+    many(50, () => k.a),
+    'A',
+  );
+  add(
+    'the valid one, then 49 garbage',
+    many(50, (index) => (index === 0 ? k.a : `g${index}`)),
+    'A',
+  );
+  add(
+    '7 garbage, the valid one 8th, then 42 more',
+    many(50, (index) => (index === 7 ? k.a : `g${index}`)),
+    'A',
+  );
+  add(
+    '8 garbage, then the valid one 9th (garbage is not a lookup)',
+    many(50, (index) => (index === 8 ? k.a : `g${index}`)),
+    'A',
+  );
+  add(
+    '49 garbage, then the valid one last (garbage is not a lookup)',
+    many(50, (index) => (index === 49 ? k.a : `g${index}`)),
+    'A',
+  );
+  add(
+    '8 signed ids of no session, then the valid one 9th (past the 8 looked up)',
+    many(50, (index) => (index === 8 ? k.a : sign(fakeId(`p${index}`), k.secret))),
+  );
+  add(
+    '49 signed ids of no session, then the valid one last',
+    many(50, (index) => (index === 49 ? k.a : sign(fakeId(`n${index}`), k.secret))),
+  );
   add('50 sid without =, then the valid one', `${'sid; '.repeat(50)}sid=${k.a}`, 'A');
   add('50 other cookies, then the valid one', `${Array.from({ length: 50 }, (_, index) => `c${index}=v${index}`).join('; ')}; sid=${k.a}`, 'A');
   add('50 SID cookies, then the valid one', `${Array.from({ length: 50 }, () => `SID=${k.b}`).join('; ')}; sid=${k.a}`, 'A');
@@ -531,7 +587,10 @@ function sidOf(setCookies: readonly string[]): string | undefined {
 }
 
 function describe(hostile: HostileCase): string {
-  const shown = hostile.cookie === null ? 'none' : JSON.stringify(hostile.cookie.length > 160 ? `${hostile.cookie.slice(0, 160)}…(${hostile.cookie.length} chars)` : hostile.cookie);
+  const shown =
+    hostile.cookie === null
+      ? 'none'
+      : JSON.stringify(hostile.cookie.length > 160 ? `${hostile.cookie.slice(0, 160)}…(${hostile.cookie.length} chars)` : hostile.cookie);
   return `[${hostile.name}] Cookie: ${shown}${hostile.extraLines === undefined ? '' : ` + ${hostile.extraLines.length} more line(s)`}`;
 }
 
@@ -544,12 +603,7 @@ async function listenWith(t: ExecutionContext, options: http.ServerOptions, hand
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-async function runCorpus(
-  t: ExecutionContext,
-  kind: string,
-  serve: (store: Store) => http.RequestListener,
-  serverOptions?: http.ServerOptions,
-): Promise<void> {
+async function runCorpus(t: ExecutionContext, kind: string, serve: (store: Store) => http.RequestListener, serverOptions?: http.ServerOptions): Promise<void> {
   t.timeout(60_000);
   const started = performance.now();
   // <temp root>/outer/inner/sessions-data: up to three `../` from the data dir stay inside what is watched.
@@ -577,7 +631,7 @@ async function runCorpus(
   const dataPrefix = `${path.relative(root, dir)}/`;
   const ids: Record<Outcome, string | null> = { A: liveA.id, B: liveB.id, none: null };
   const whos: Record<Outcome, string | null> = { A: 'A', B: 'B', none: null };
-  const repoRoot = path.resolve(import.meta.dirname, '..');
+  const repoRoot = path.resolve(import.meta.dirname, '../..');
   const pwnedBefore = { tmp: await pwnedIn(os.tmpdir()), repo: await pwnedIn(repoRoot), root: await pwnedIn(root) };
   const refused: string[] = [];
   const lingered = { count: 0 };
@@ -634,7 +688,10 @@ async function runCorpus(
         t.is(newId, body.id, `${what}: the Set-Cookie names another session than the one returned`);
         t.is(body.who, null, `${what}: a new session holds someone's data`);
         if (typeof newId === 'string') {
-          t.false((hostile.cookie ?? '').includes(newId) || (hostile.extraLines ?? []).some((line) => line.includes(newId)), `${what}: getSession() adopted the id sent`);
+          t.false(
+            (hostile.cookie ?? '').includes(newId) || (hostile.extraLines ?? []).some((line) => line.includes(newId)),
+            `${what}: getSession() adopted the id sent`,
+          );
           t.false([liveA.id, liveB.id, destroyed.id].includes(newId), `${what}: getSession() reused a known id`);
           const name = fileNameOf(newId);
           const file = `${dataPrefix}${name.slice(0, 2)}/${name}.sess`;

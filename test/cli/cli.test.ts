@@ -2,11 +2,11 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import signature from 'cookie-signature';
-import { openStore, type JsonValue, type Store } from '../src/index.js';
-import { devKeyPath } from '../src/crypto/key-source.js';
-import { createKeyring } from '../src/crypto/keys.js';
-import { cli, type CliResult } from './helpers/cli.js';
-import { exists, KEY, listFiles, OLD_KEY, sessionFileOf, tempDir } from './helpers/temp-dir.js';
+import { openStore, type JsonValue, type Store } from '../../src/index.js';
+import { devKeyPath } from '../../src/crypto/key-source.js';
+import { createKeyring } from '../../src/crypto/keys.js';
+import { cli, type CliResult } from '../helpers/cli.js';
+import { exists, KEY, listFiles, OLD_KEY, sessionFileOf, tempDir } from '../helpers/temp-dir.js';
 
 /*
  * The operations CLI, spawned as a child process with piped output, on real data dirs. The
@@ -144,8 +144,13 @@ test('stats works without any key, creates no key file, and --json has the count
   t.is(json.code, 0, json.stderr);
   const result = JSON.parse(json.stdout) as Record<string, unknown>;
   t.like(result, { sessions: 5, live: 3, expired: 2, unreadable: 0, debris: 2 });
-  const sizes = await Promise.all((await listFiles(dir)).filter((file) => file.endsWith('.sess')).map(async (file) => (await fs.stat(path.join(dir, file))).size));
-  t.is(result['bytes'], sizes.reduce((a, b) => a + b, 0));
+  const sizes = await Promise.all(
+    (await listFiles(dir)).filter((file) => file.endsWith('.sess')).map(async (file) => (await fs.stat(path.join(dir, file))).size),
+  );
+  t.is(
+    result['bytes'],
+    sizes.reduce((a, b) => a + b, 0),
+  );
   const [newId, oldId] = [createKeyring([KEY]).primary.idHex, createKeyring([OLD_KEY]).primary.idHex];
   t.deepEqual(result['byKeyId'], { [newId]: 3, [oldId]: 2 });
 
@@ -212,7 +217,10 @@ test('revoke --where ends exactly the matching live sessions; values match as te
   t.is(first.stdout.trim(), 'revoke: ended 3 sessions');
   const second = await run(['revoke', '--where', 'userId=42', '--dir', dir, '--json'], env);
   t.deepEqual(JSON.parse(second.stdout), { ended: 2, unopened: 0 });
-  const third = await run(['revoke', '--where', 'user={"roles":["a"],"name":"alice"}', '--where', 'user={"name":"alice","roles":["a"]}', '--dir', dir, '--json'], env);
+  const third = await run(
+    ['revoke', '--where', 'user={"roles":["a"],"name":"alice"}', '--where', 'user={"name":"alice","roles":["a"]}', '--dir', dir, '--json'],
+    env,
+  );
   t.deepEqual(JSON.parse(third.stdout), { ended: 1, unopened: 0 });
   const none = await run(['revoke', '--where', 'user=carol', '--dir', dir], env);
   t.is(none.code, 0);
@@ -287,11 +295,10 @@ test('show prints a live session from its id, its cookie value, or an express-se
 });
 
 test('the CLI modules reach the disk only through io.ts and print only through the CLI seam', async (t) => {
-  const cliDir = path.resolve(import.meta.dirname, '../src/cli');
+  const cliDir = path.resolve(import.meta.dirname, '../../src/cli');
   for (const file of await fs.readdir(cliDir)) {
     const text = await fs.readFile(path.join(cliDir, file), 'utf8');
     t.notRegex(text, /^import[^;]*from '(node:)?fs(\/promises)?'|^import[^;]*from '(proper-lockfile|write-file-atomic)'/m, file);
     t.notRegex(text, /console\.(log|error|warn|info|debug)\(|process\.(stdout|stderr)/, file);
   }
 });
-

@@ -1,10 +1,10 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import test from 'ava';
-import { isSealedSessionError, openStore, type Store } from '../src/index.js';
-import { fileNameOf } from '../src/core/session-id.js';
-import { runSnippet } from './helpers/node-snippet.js';
-import { KEY, listFiles, OLD_KEY, tempDir } from './helpers/temp-dir.js';
+import { isSealedSessionError, openStore, type Store } from '../../src/index.js';
+import { fileNameOf } from '../../src/core/session-id.js';
+import { runSnippet } from '../helpers/node-snippet.js';
+import { KEY, listFiles, OLD_KEY, tempDir } from '../helpers/temp-dir.js';
 
 const NEW_KEY = KEY;
 
@@ -226,7 +226,11 @@ test('without keys, a data dir whose parent does not exist yet is created like w
   // created too. Without keys the dev key file is written (beside the dir) before the dir exists.
   const root = path.dirname(await tempDir(t));
   const dir = path.join(root, 'var', 'app', 'sessions-data');
-  const withKeys = await child(`await openStore({ dir: args.dir, keys: args.key }); print({ ok: true });`, { dir: path.join(root, 'k', 'sessions-data'), key: NEW_KEY }, {});
+  const withKeys = await child(
+    `await openStore({ dir: args.dir, keys: args.key }); print({ ok: true });`,
+    { dir: path.join(root, 'k', 'sessions-data'), key: NEW_KEY },
+    {},
+  );
   t.deepEqual(withKeys.result, { ok: true }, withKeys.stderr);
 
   const { result, stderr } = await child(`await openStore({ dir: args.dir }); print({ ok: true });`, { dir }, {});

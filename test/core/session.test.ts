@@ -1,6 +1,6 @@
 import test from 'ava';
-import { openStore, Session, type JsonValue } from '../src/index.js';
-import { KEY, tempDir } from './helpers/temp-dir.js';
+import { openStore, Session, type JsonValue } from '../../src/index.js';
+import { KEY, tempDir } from '../helpers/temp-dir.js';
 
 async function freshSession(t: Parameters<typeof tempDir>[0]): Promise<Session> {
   const store = await openStore({ dir: await tempDir(t), keys: KEY });

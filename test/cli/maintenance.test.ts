@@ -3,12 +3,12 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
-import { openStore, type Store } from '../src/index.js';
-import { createKeyring } from '../src/crypto/keys.js';
-import { readHeader } from '../src/crypto/seal.js';
-import { cli, type CliResult } from './helpers/cli.js';
-import { runSnippet } from './helpers/node-snippet.js';
-import { exists, KEY, listFiles, OLD_KEY, sessionFileOf, tempDir } from './helpers/temp-dir.js';
+import { openStore, type Store } from '../../src/index.js';
+import { createKeyring } from '../../src/crypto/keys.js';
+import { readHeader } from '../../src/crypto/seal.js';
+import { cli, type CliResult } from '../helpers/cli.js';
+import { runSnippet } from '../helpers/node-snippet.js';
+import { exists, KEY, listFiles, OLD_KEY, sessionFileOf, tempDir } from '../helpers/temp-dir.js';
 
 /*
  * The CLI commands that change a data dir while servers may be writing to it: verify --repair,
@@ -17,7 +17,6 @@ import { exists, KEY, listFiles, OLD_KEY, sessionFileOf, tempDir } from './helpe
 
 const run = promisify(execFile);
 const KEY_ID = createKeyring([KEY]).primary.idHex;
-
 
 /** Sessions `{ count: 0, pad }`, `count` of them, sealed by `store`. */
 async function seed(store: Store, count: number, padBytes: number): Promise<string[]> {
@@ -131,14 +130,26 @@ test('verify finds a flipped byte, a wrong key, a foreign file and debris; --rep
   const rel = (file: string) => path.relative(dir, file);
   const found = await cli(['verify', '--dir', dir, '--json'], env);
   t.is(found.code, 1, found.stderr);
-  const report = JSON.parse(found.stdout) as { problems: unknown; findings: Array<{ file: string; problem: string; action?: string }>; sessions: number; ok: number; inUse: number };
+  const report = JSON.parse(found.stdout) as {
+    problems: unknown;
+    findings: Array<{ file: string; problem: string; action?: string }>;
+    sessions: number;
+    ok: number;
+    inUse: number;
+  };
   t.deepEqual(report.problems, { unreadable: 1, tampered: 1, 'wrong-key': 1, 'orphaned-temp': 1, 'stale-lock': 1 });
   t.like(report, { sessions: 9, ok: 6, inUse: 1 });
-  t.deepEqual(
-    Object.fromEntries(report.findings.map((finding) => [finding.file, finding.problem])),
-    { [rel(flippedFile)]: 'tampered', [rel(foreignFile)]: 'unreadable', [rel(oldKeyedFile)]: 'wrong-key', [rel(orphan)]: 'orphaned-temp', [rel(staleLock)]: 'stale-lock' },
+  t.deepEqual(Object.fromEntries(report.findings.map((finding) => [finding.file, finding.problem])), {
+    [rel(flippedFile)]: 'tampered',
+    [rel(foreignFile)]: 'unreadable',
+    [rel(oldKeyedFile)]: 'wrong-key',
+    [rel(orphan)]: 'orphaned-temp',
+    [rel(staleLock)]: 'stale-lock',
+  });
+  t.true(
+    report.findings.every((finding) => finding.action === undefined),
+    'without --repair nothing is done',
   );
-  t.true(report.findings.every((finding) => finding.action === undefined), 'without --repair nothing is done');
   t.true(await exists(flippedFile));
   t.true(await exists(staleLock));
 
@@ -154,10 +165,13 @@ test('verify finds a flipped byte, a wrong key, a foreign file and debris; --rep
   const repair = await cli(['verify', '--repair', '--dir', dir, '--json'], env);
   t.is(repair.code, 1, 'problems were found, even though they were repaired');
   const repaired = JSON.parse(repair.stdout) as { findings: Array<{ file: string; action: string }>; quarantine: string };
-  t.deepEqual(
-    Object.fromEntries(repaired.findings.map((finding) => [finding.file, finding.action])),
-    { [rel(flippedFile)]: 'quarantined', [rel(foreignFile)]: 'quarantined', [rel(oldKeyedFile)]: 'quarantined', [rel(orphan)]: 'removed', [rel(staleLock)]: 'removed' },
-  );
+  t.deepEqual(Object.fromEntries(repaired.findings.map((finding) => [finding.file, finding.action])), {
+    [rel(flippedFile)]: 'quarantined',
+    [rel(foreignFile)]: 'quarantined',
+    [rel(oldKeyedFile)]: 'quarantined',
+    [rel(orphan)]: 'removed',
+    [rel(staleLock)]: 'removed',
+  });
   t.regex(repaired.quarantine, /^quarantine\/\d{4}-\d\d-\d\dT[\d-]+\.\d+Z$/);
   // Moved, byte for byte, into the same layout under the quarantine folder; not deleted.
   for (const [file, original] of originals) {
@@ -186,7 +200,14 @@ test('rekey while another process keeps committing: afterwards every session rea
   const ids = await seed(await openStore({ dir, keys: OLD_KEY }), 300, 2000);
   const hot = ids.slice(0, 40);
   const cold = ids.slice(40);
-  const headersBefore = new Map(await Promise.all(cold.map(async (id) => [id, { header: readHeader(await fs.readFile(sessionFileOf(dir, id))), mtimeMs: (await fs.stat(sessionFileOf(dir, id))).mtimeMs }] as const)));
+  const headersBefore = new Map(
+    await Promise.all(
+      cold.map(
+        async (id) =>
+          [id, { header: readHeader(await fs.readFile(sessionFileOf(dir, id))), mtimeMs: (await fs.stat(sessionFileOf(dir, id))).mtimeMs }] as const,
+      ),
+    ),
+  );
 
   // The servers run with [new, old] already (step 2 of a rotation), and keep writing.
   const writer = startWriter(t, dir, [KEY, OLD_KEY], hot);

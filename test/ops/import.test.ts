@@ -6,14 +6,14 @@ import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
 import express from 'express';
 import session from 'express-session';
-import { SealedStore } from '../src/express-session.js';
-import { importSessionFileStore } from '../src/ops/import-session-file-store.js';
-import { devKeyPath } from '../src/crypto/key-source.js';
-import { CookieJar, listen } from './helpers/http.js';
-import { KEY, listFiles, OLD_KEY, tempDir } from './helpers/temp-dir.js';
+import { SealedStore } from '../../src/express-session.js';
+import { importSessionFileStore } from '../../src/ops/import-session-file-store.js';
+import { devKeyPath } from '../../src/crypto/key-source.js';
+import { CookieJar, listen } from '../helpers/http.js';
+import { KEY, listFiles, OLD_KEY, tempDir } from '../helpers/temp-dir.js';
 
 const run = promisify(execFile);
-const root = path.resolve(import.meta.dirname, '..');
+const root = path.resolve(import.meta.dirname, '../..');
 const bin = path.join(root, 'src/bin.ts');
 
 // The real session-file-store (CommonJS, no types of its own).
@@ -156,16 +156,24 @@ async function assertImported(t: ExecutionContext, source: Source, dataDir: stri
     t.like(got, user.data as never);
   }
   const ids = await promisify(sealed.ids.bind(sealed))();
-  t.deepEqual(ids?.sort(), source.users.filter((user) => user.live).map((user) => user.sid).sort());
-  await assertNoLeak(t, dataDir, source.users.map((user) => user.sid));
+  t.deepEqual(
+    ids?.sort(),
+    source.users
+      .filter((user) => user.live)
+      .map((user) => user.sid)
+      .sort(),
+  );
+  await assertNoLeak(
+    t,
+    dataDir,
+    source.users.map((user) => user.sid),
+  );
 }
 
 /** The old connect.sid cookies, sent to an app on SealedStore: live users are still logged in. */
 async function assertStillLoggedIn(t: ExecutionContext, source: Source, dataDir: string, keys: string): Promise<void> {
   const app = express();
-  app.use(
-    session({ store: new SealedStore({ dir: dataDir, keys }), secret: COOKIE_SECRET, resave: false, saveUninitialized: false }),
-  );
+  app.use(session({ store: new SealedStore({ dir: dataDir, keys }), secret: COOKIE_SECRET, resave: false, saveUninitialized: false }));
   app.get('/me', (req, res) => {
     res.json({ user: (req.session as unknown as Record<string, unknown>)['user'] ?? null, sid: req.sessionID });
   });

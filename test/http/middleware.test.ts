@@ -3,12 +3,12 @@ import { Readable } from 'node:stream';
 import test from 'ava';
 import signature from 'cookie-signature';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { defaultIo, type Io } from '../src/backends/file/io.js';
-import { isSealedSessionError, openStore, sessions, type RequestWithTransaction, type Store, type StoreOptions } from '../src/index.js';
-import { manualClock } from './helpers/clock.js';
-import { CookieJar, listen } from './helpers/http.js';
-import { serverProcess } from './helpers/server-process.js';
-import { KEY, listFiles, OLD_KEY, tempDir } from './helpers/temp-dir.js';
+import { defaultIo, type Io } from '../../src/backends/file/io.js';
+import { isSealedSessionError, openStore, sessions, type RequestWithTransaction, type Store, type StoreOptions } from '../../src/index.js';
+import { manualClock } from '../helpers/clock.js';
+import { CookieJar, listen } from '../helpers/http.js';
+import { serverProcess } from '../helpers/server-process.js';
+import { KEY, listFiles, OLD_KEY, tempDir } from '../helpers/temp-dir.js';
 
 type Handler = (req: RequestWithTransaction, res: ServerResponse) => Promise<void> | void;
 

@@ -1,8 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import test from 'ava';
-import { defaultIo } from '../src/backends/file/io.js';
-import { tempDir } from './helpers/temp-dir.js';
+import { defaultIo } from '../../../src/backends/file/io.js';
+import { tempDir } from '../../helpers/temp-dir.js';
 
 test('an atomic write lands whole, 0600, and leaves no temp file', async (t) => {
   const dir = await tempDir(t);

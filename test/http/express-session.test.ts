@@ -4,9 +4,9 @@ import test, { type ExecutionContext } from 'ava';
 import signature from 'cookie-signature';
 import express, { type ErrorRequestHandler, type Request } from 'express';
 import session, { type SessionData } from 'express-session';
-import { SealedStore } from '../src/express-session.js';
-import { CookieJar, listen } from './helpers/http.js';
-import { KEY, listFiles, tempDir } from './helpers/temp-dir.js';
+import { SealedStore } from '../../src/express-session.js';
+import { CookieJar, listen } from '../helpers/http.js';
+import { KEY, listFiles, tempDir } from '../helpers/temp-dir.js';
 
 /*
  * SealedStore against express-session's own MemoryStore: the same calls on both, the same
@@ -339,7 +339,7 @@ test('SealedStore only: a touch moving expires by less than min(60 s, maxAge / 1
     const [file] = await sessionFiles(dir);
     return fs.readFile(path.join(dir, file!));
   };
-  const storedExpires = async (id: string) => ((ok(t, await api.get(id), 'get') as { cookie: { expires: string } }).cookie.expires);
+  const storedExpires = async (id: string) => (ok(t, await api.get(id), 'get') as { cookie: { expires: string } }).cookie.expires;
 
   // [originalMaxAge, slack]: maxAge / 10 wins below 600 s; 60 s wins above.
   for (const [maxAge, slack] of [
@@ -382,7 +382,7 @@ test('SealedStore only: a touch moving expires by less than min(60 s, maxAge / 1
   t.is(await storedExpires(id), new Date(base + 1).toISOString());
 });
 
-test('all() is keyed by session id as MemoryStore\'s; length; ids(); clear', async (t) => {
+test("all() is keyed by session id as MemoryStore's; length; ids(); clear", async (t) => {
   const p = await pair(t);
   t.deepEqual(await both(t, p, 'all of none', (api) => api.all()), Object.create(null) as object);
   t.is(await both(t, p, 'length of none', (api) => api.length()), 0);
@@ -398,7 +398,7 @@ test('all() is keyed by session id as MemoryStore\'s; length; ids(); clear', asy
 
   const all = (await both(t, p, 'all', (api) => api.all())) as Record<string, unknown>;
   t.deepEqual(Object.keys(all).sort(), [...ids].sort());
-  t.is(Object.getPrototypeOf(all), null, 'all() is a null-prototype object, as MemoryStore\'s');
+  t.is(Object.getPrototypeOf(all), null, "all() is a null-prototype object, as MemoryStore's");
   t.deepEqual(all[ids[3]!], { cookie: json(cookie(expires)), n: 3, nested: { id: 3 } });
   t.is(await both(t, p, 'length', (api) => api.length()), 7);
 
@@ -817,7 +817,11 @@ test('express-session over HTTP: concurrent requests on one session changing dif
       t.deepEqual(tamper, []);
       t.deepEqual(await idsOf(sealed), [id]);
       t.is((await sessionFiles(dir)).length, 1);
-      t.deepEqual((await listFiles(dir)).filter((file) => !file.endsWith('.sess')), [], 'debris (locks, temp files) left behind');
+      t.deepEqual(
+        (await listFiles(dir)).filter((file) => !file.endsWith('.sess')),
+        [],
+        'debris (locks, temp files) left behind',
+      );
     }
   }
   t.log(`keys surviving ${N} concurrent whole-session saves: MemoryStore ${survivors['MemoryStore']}/${N}, SealedStore ${survivors['SealedStore']}/${N}`);
@@ -856,7 +860,10 @@ test('at rest: the express-session id is in no file name and no file bytes; a ca
   t.is(names.filter((name) => name.endsWith('.sess')).length, 3);
   for (const id of [...ids, oldId]) {
     t.is(typeof id, 'string');
-    t.false(names.some((name) => name.includes(id)), 'a file name holds the session id');
+    t.false(
+      names.some((name) => name.includes(id)),
+      'a file name holds the session id',
+    );
     for (const form of [id, Buffer.from(id).toString('hex'), Buffer.from(id).toString('base64')]) {
       t.is(bytes.indexOf(form), -1, 'the session id is in a file');
     }
