@@ -24,8 +24,14 @@ export interface Unchanged {
   readonly lastUseMs: number;
 }
 
+/** Something stands in a session's place that cannot be read as one (a FIFO, a symlink, a folder, say). */
+export interface Unreadable {
+  readonly unreadable: true;
+}
+
 /** The session as an update finds it, under exclusive access. */
 export interface CurrentEnvelope {
+  /** Empty when what stands there cannot be read as an envelope. */
   readonly bytes: Buffer;
   /**
    * The last use, ms (null: gone meanwhile). Asked for only when the header cannot settle expiry
@@ -128,9 +134,10 @@ export interface Backend {
   /**
    * The stored envelope of `name`, or null when there is none (a missing entry is a normal
    * answer, not an error). With `known`, the version the caller holds: `Unchanged` when it is
-   * still the one stored.
+   * still the one stored. `Unreadable` when what is there is no envelope at all; it never blocks
+   * and is never followed elsewhere.
    */
-  read(name: string, known?: string): Promise<StoredEnvelope | Unchanged | null>;
+  read(name: string, known?: string): Promise<StoredEnvelope | Unchanged | Unreadable | null>;
   /**
    * Read, decide, write: one session's update, exclusive against every other update of that
    * session in any process. `decide` may run more than once (a backend that retries on a

@@ -36,6 +36,12 @@ export interface CoreOptions {
    * @default 10000
    */
   cacheSize?: number;
+  /**
+   * Memory the read cache may hold, in bytes (estimated from each session's JSON: twice its length,
+   * as a JavaScript string, plus a little): large sessions are cached fewer, never without bound.
+   * @default 67108864 (64 MiB)
+   */
+  cacheMaxBytes?: number;
   /** The clock, in ms since the epoch; for tests. @default Date.now */
   now?: () => number;
 }
@@ -47,6 +53,7 @@ export interface ResolvedOptions {
   readonly maxBytes: number;
   readonly touchIntervalMs: number;
   readonly cacheSize: number;
+  readonly cacheMaxBytes: number;
   readonly now: () => number;
 }
 
@@ -79,6 +86,7 @@ export function resolveOptions(options: CoreOptions = {}): ResolvedOptions {
     maxBytes: positive('maxBytes', options.maxBytes, 1024 * 1024, true),
     touchIntervalMs: 1000 * positive('touchInterval', options.touchInterval, Math.min(60, idleTimeout / 10)),
     cacheSize: options.cacheSize === 0 ? 0 : positive('cacheSize', options.cacheSize, 10_000, true),
+    cacheMaxBytes: positive('cacheMaxBytes', options.cacheMaxBytes, 64 * 1024 * 1024, true),
     now: options.now ?? Date.now,
   });
 }

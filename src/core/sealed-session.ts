@@ -15,7 +15,12 @@ export interface StoredSession {
   readonly mtimeMs: number;
 }
 
-export type TamperReason = 'format' | 'unknown-key' | 'authentication' | 'content';
+/**
+ * Why a stored session does not open: not our format, sealed under a key not configured, bytes or
+ * name that do not authenticate, an authentic envelope holding something else, or something in
+ * its place that is no envelope at all (a FIFO, a symlink, a folder).
+ */
+export type TamperReason = 'format' | 'unknown-key' | 'authentication' | 'content' | 'unreadable';
 
 export type ReadOutcome =
   { readonly state: 'missing' } | { readonly state: 'tampered'; readonly reason: TamperReason } | { readonly state: 'found'; readonly session: StoredSession };

@@ -109,7 +109,10 @@ export class Store extends EventEmitter<StoreEvents> {
     this.#backend = backend;
     this.#keyring = keyring;
     this.#maxEnvelopeBytes = maxEnvelopeBytes(options.maxBytes);
-    this.#cache = options.cacheSize > 0 ? new LRUCache({ max: options.cacheSize }) : null;
+    this.#cache =
+      options.cacheSize > 0
+        ? new LRUCache({ max: options.cacheSize, maxSize: options.cacheMaxBytes, sizeCalculation: ({ session }) => 2 * session.plaintext.length + 1024 })
+        : null;
     this.#signingSecrets = Object.freeze(keyring.keys.map((key) => key.cookieSecret));
   }
 
@@ -219,6 +222,11 @@ export class Store extends EventEmitter<StoreEvents> {
     if ('unchanged' in stored) {
       const session = cached!.session;
       return { state: 'found', session: stored.lastUseMs === session.mtimeMs ? session : { ...session, mtimeMs: stored.lastUseMs } };
+    }
+    if ('unreadable' in stored) {
+      this.#cache?.delete(name);
+      this.emit('tamper', { file: this.#backend.locate(name), reason: 'unreadable' });
+      return { state: 'tampered', reason: 'unreadable' };
     }
     const outcome = this.open(name, stored.bytes, stored.lastUseMs);
     if (outcome.state === 'found' && !fresh) this.#cache?.set(name, { version: stored.version, session: outcome.session });

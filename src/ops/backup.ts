@@ -58,6 +58,8 @@ export async function backupStore(store: Store, dest: string, options: BackupOpt
   const keyIds: Record<string, number> = {};
 
   await forEachLimited(store.backend.scan({ headers: false }), 8, async (item) => {
+    // Something in a session's place that is no file (a FIFO, a symlink): not copied, counted.
+    if (item.kind === 'unreadable') totals.unreadable++;
     if (item.kind !== 'session') return;
     const envelope = await store.backend.copyOut(item.name);
     // Destroyed (or collected) since the listing: not part of the copy.

@@ -94,6 +94,7 @@ export async function verifyStore(store: Store, options: VerifyOptions = {}): Pr
       throw error;
     }
     if (stored === null) return 'missing';
+    if ('unreadable' in stored) return 'unreadable';
     if ('unchanged' in stored) throw new Error('unreachable: no version was given');
     return classify(name, stored.bytes, stored.lastUseMs);
   };

@@ -8,6 +8,7 @@ import lockfile from 'proper-lockfile';
 import { defaultIo, type Io } from '../../src/backends/file/io.js';
 import { openStore, type GcReport } from '../../src/index.js';
 import { manualClock } from '../helpers/clock.js';
+import { runSnippet } from '../helpers/node-snippet.js';
 import { faultyIo } from '../helpers/faulty-io.js';
 import { KEY, listFiles, tempDir } from '../helpers/temp-dir.js';
 
@@ -406,4 +407,35 @@ test('gc over expired sessions that each sit beside a stale lock: all removed, l
     [],
     'no session file and no lock folder left',
   );
+});
+
+test('the read cache is bounded in bytes too: 150 sessions of about 1 MiB each do not stay in memory', async (t) => {
+  const dir = await tempDir(t);
+  // In a process of its own, with its heap measured after a full collection.
+  const { code, stdout, stderr } = await runSnippet(
+    `
+    const v8 = await import('node:v8');
+    const vm = await import('node:vm');
+    v8.setFlagsFromString('--expose-gc');
+    const collect = vm.runInNewContext('gc');
+    const writer = await openStore({ dir: args.dir, keys: args.key, cacheSize: 0 });
+    const ids = [];
+    for (let index = 0; index < 150; index++) {
+      const session = writer.create();
+      session.set('blob', String(index).padEnd(1_000_000, 'x'));
+      await session.save();
+      ids.push(session.id);
+    }
+    const reader = await openStore({ dir: args.dir, keys: args.key });
+    collect();
+    const before = process.memoryUsage().heapUsed;
+    for (const id of ids) if ((await reader.load(id)) === null) throw new Error('not loaded');
+    collect();
+    process.stdout.write(String(Math.round((process.memoryUsage().heapUsed - before) / 2 ** 20)));
+    `,
+    { dir, key: KEY },
+  );
+  t.is(code, 0, stderr);
+  // Unbounded, the cache held about 290 MiB here; the default bound is 64 MiB.
+  t.true(Number(stdout) <= 96, `${stdout} MiB held after loading 150 sessions of 1 MiB`);
 });

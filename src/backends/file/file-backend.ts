@@ -10,6 +10,7 @@ import type {
   SweepCounts,
   SweepOptions,
   Unchanged,
+  Unreadable,
   UpdateOptions,
   UpdateOutcome,
 } from '../../core/backend.js';
@@ -53,6 +54,18 @@ export interface FileBackendSettings {
 function isGone(error: unknown): boolean {
   return errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR';
 }
+
+/**
+ * Something other than a regular file in a session file's place: a symlink (never followed),
+ * a folder, a FIFO or socket (never blocked on). It is no session, and reported as unreadable.
+ */
+function isNotRegular(error: unknown): boolean {
+  const code = errorCode(error);
+  return code === 'ENOTREG' || code === 'ELOOP' || code === 'EISDIR' || code === 'ENXIO' || code === 'EAGAIN' || code === 'EWOULDBLOCK';
+}
+
+const UNREADABLE: Unreadable = Object.freeze({ unreadable: true });
+const NOT_A_FILE = 'not a regular file';
 
 function ioError(action: string, error: unknown): SealedSessionError {
   if (error instanceof SealedSessionError) return error;
@@ -116,7 +129,7 @@ export class FileBackend implements Backend {
    * With `known`, one stat answers while the file is unchanged: one trip to the thread pool
    * instead of four (open, fstat, read, close), and no decryption for the caller.
    */
-  async read(name: string, known?: string): Promise<StoredEnvelope | Unchanged | null> {
+  async read(name: string, known?: string): Promise<StoredEnvelope | Unchanged | Unreadable | null> {
     const file = this.pathOf(name);
     if (known !== undefined) {
       let current;
@@ -133,6 +146,7 @@ export class FileBackend implements Backend {
       return { bytes: snapshot.data, lastUseMs: snapshot.mtimeMs, version: snapshot.version };
     } catch (error) {
       if (isGone(error)) return null;
+      if (isNotRegular(error)) return UNREADABLE;
       throw ioError('read a session file', error);
     }
   }
@@ -157,8 +171,9 @@ export class FileBackend implements Backend {
       try {
         bytes = await this.#io.readLatest(file, this.#maxReadBytes);
       } catch (error) {
-        if (!isGone(error)) throw ioError('read a session file', error);
-        bytes = null;
+        if (isNotRegular(error)) bytes = Buffer.alloc(0);
+        else if (isGone(error)) bytes = null;
+        else throw ioError('read a session file', error);
       }
       const current = bytes === null ? null : { bytes, lastUse: () => this.#mtimeOf(file) };
       return this.#apply(file, await decide(current), assertHeld, wantVersion);
@@ -219,8 +234,15 @@ export class FileBackend implements Backend {
 
   async #ensureFolder(folder: string): Promise<void> {
     if (this.#folders.has(folder)) return;
+    const folderPath = path.join(this.#dir, folder);
+    // A symlink in a session folder's place would send session files out of the data dir.
+    const existing = await this.#io.lstat(folderPath).catch((error: unknown) => {
+      if (errorCode(error) === 'ENOENT') return null;
+      throw ioError('create a session folder', error);
+    });
+    if (existing !== null && !existing.isDirectory()) throw new SealedSessionError('ERR_SESSION_STORE_IO', 'a session folder is not a folder (ENOTDIR)');
     try {
-      await this.#io.mkdir(path.join(this.#dir, folder), 0o700);
+      await this.#io.mkdir(folderPath, 0o700);
     } catch (error) {
       throw ioError('create a session folder', error);
     }
@@ -244,31 +266,39 @@ export class FileBackend implements Backend {
 
   async #itemOf(entry: RawEntry, headers: boolean): Promise<ScanItem | null> {
     const location = path.relative(this.#dir, entry.path);
+    if (entry.kind === 'unreadable') return { kind: 'unreadable', name: entry.name, location, reason: NOT_A_FILE };
     if (entry.kind === 'session') {
       if (!headers) return { kind: 'session', name: entry.name, header: undefined, lastUseMs: 0, size: 0 };
       const snapshot = await this.#headerOf(entry.path);
       if (snapshot === null) return null;
+      if ('unreadable' in snapshot) return { kind: 'unreadable', name: entry.name, location, reason: NOT_A_FILE };
       return { kind: 'session', name: entry.name, ...snapshot };
     }
-    // Real time, not a store's clock: lock staleness is proper-lockfile's, by the real clock.
-    let age;
+    let stats;
     try {
-      age = Date.now() - (await this.#io.lstat(entry.path)).mtimeMs;
+      stats = await this.#io.lstat(entry.path);
     } catch (error) {
       if (errorCode(error) === 'ENOENT') return null;
       throw ioError('inspect the data dir', error);
     }
-    const stale = age >= (entry.kind === 'lock' ? this.#lock.staleMs : tempMaxAgeMs(this.#lock.staleMs));
+    // Real time, not a store's clock: lock staleness is proper-lockfile's, by the real clock.
+    const age = Date.now() - stats.mtimeMs;
+    const stale =
+      entry.kind === 'lock'
+        ? // A lock that is not a folder, or dated ahead of the clock, was planted: it would never grow stale.
+          !stats.isDirectory() || age >= this.#lock.staleMs || age < -this.#lock.staleMs
+        : age >= tempMaxAgeMs(this.#lock.staleMs);
     return { kind: 'debris', what: entry.kind, name: entry.name, location, stale };
   }
 
   /** Only the clear-text header, mtime and size: never decrypts. Null when the file is gone. */
-  async #headerOf(file: string): Promise<{ header: ReturnType<typeof readHeader>; lastUseMs: number; size: number } | null> {
+  async #headerOf(file: string): Promise<{ header: ReturnType<typeof readHeader>; lastUseMs: number; size: number } | Unreadable | null> {
     try {
       const snapshot = await this.#io.readFile(file, HEADER_BYTES);
       return { header: readHeader(snapshot.data), lastUseMs: snapshot.mtimeMs, size: snapshot.size };
     } catch (error) {
       if (errorCode(error) === 'ENOENT') return null;
+      if (isNotRegular(error)) return UNREADABLE;
       throw ioError('read a session file', error);
     }
   }
@@ -295,12 +325,12 @@ export class FileBackend implements Backend {
         const entryPath = path.join(folderPath, entry.name);
         const session = SESSION_FILE.exec(entry.name);
         if (session !== null) {
-          if (entry.isFile()) yield { kind: 'session', name: session[1]!, path: entryPath };
+          yield { kind: entry.isFile() ? 'session' : 'unreadable', name: session[1]!, path: entryPath };
           continue;
         }
         const lock = LOCK_DIR.exec(entry.name);
         if (lock !== null) {
-          if (entry.isDirectory()) yield { kind: 'lock', name: lock[1]!, path: entryPath };
+          yield { kind: 'lock', name: lock[1]!, path: entryPath };
           continue;
         }
         const temp = TEMP_FILE.exec(entry.name);
@@ -340,7 +370,7 @@ export class FileBackend implements Backend {
       const file = this.pathOf(item.name);
       const removed = await this.#sweepLock(item.name, options.isBusy, async (assertHeld) => {
         const again = await this.#headerOf(file);
-        if (again === null || again.header === null || !options.isExpired(again.header, again.lastUseMs)) return false;
+        if (again === null || 'unreadable' in again || again.header === null || !options.isExpired(again.header, again.lastUseMs)) return false;
         assertHeld();
         return this.#unlink(file, 'remove a session file');
       });
@@ -452,8 +482,8 @@ export class FileBackend implements Backend {
       const snapshot = await this.#io.readFile(this.pathOf(name), Number.MAX_SAFE_INTEGER - 1);
       return { bytes: snapshot.data, lastUseMs: snapshot.mtimeMs };
     } catch (error) {
-      // Destroyed (or collected) since it was listed.
-      if (errorCode(error) === 'ENOENT') return null;
+      // Destroyed (or collected) since it was listed; or no file to copy (scans report it as unreadable).
+      if (errorCode(error) === 'ENOENT' || isNotRegular(error)) return null;
       throw error;
     }
   }
@@ -473,4 +503,4 @@ export class FileBackend implements Backend {
   }
 }
 
-type RawEntry = { readonly kind: 'session' | 'lock' | 'temp'; readonly name: string; readonly path: string };
+type RawEntry = { readonly kind: 'session' | 'unreadable' | 'lock' | 'temp'; readonly name: string; readonly path: string };

@@ -63,10 +63,22 @@ function versionOf(stats: fs.BigIntStats): string {
 // Callback API throughout the reads: one promise per read instead of a FileHandle per read
 // (measurably cheaper on the hot path of every request).
 
+/**
+ * How session files are opened: a symlink is never followed (ELOOP) and a FIFO or device never
+ * blocks the open (libuv has 4 threads: four blocked opens would stall every request), so what
+ * stands in a session file's place can cost no more than a normal read.
+ */
+const READ_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
+
+/** The error of a read that found something other than a regular file where a session file should be. */
+export function notRegularFile(path: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`not a regular file: ${path}`), { code: 'ENOTREG', path });
+}
+
 /** Opens `path` for reading, hands the fd to `use`, and closes it whatever `use` ends with. */
 function readOpen<T>(path: string, use: (fd: number, done: (error: NodeJS.ErrnoException | null, result?: T) => void) => void): Promise<T> {
   return new Promise((resolve, reject) => {
-    fs.open(path, 'r', (openError, fd) => {
+    fs.open(path, READ_FLAGS, (openError, fd) => {
       if (openError) return reject(openError);
       use(fd, (error, result) => {
         fs.close(fd, (closeError) => {
@@ -104,6 +116,7 @@ function readWhole(path: string, limit: number): Promise<FileSnapshot> {
   return readOpen(path, (fd, done) => {
     fs.fstat(fd, { bigint: true }, (statError, stats) => {
       if (statError) return done(statError);
+      if (!stats.isFile()) return done(notRegularFile(path));
       const size = Number(stats.size);
       readToEnd(fd, size + 1, limit, (readError, data) => {
         if (readError) return done(readError);
@@ -113,7 +126,11 @@ function readWhole(path: string, limit: number): Promise<FileSnapshot> {
   });
 }
 
-/** open → read until EOF (or `limit + 1` bytes) → close. */
+/**
+ * open → read until EOF (or `limit + 1` bytes) → close. No fstat, so a non-regular file is told
+ * by the read instead: a directory fails with EISDIR, an empty FIFO reads as empty, a socket does
+ * not open (ENXIO); never a blocked thread.
+ */
 function readLatest(path: string, limit: number): Promise<Buffer> {
   // Most sessions are a few KB: one read, and a larger buffer only when it fills.
   return readOpen(path, (fd, done) => readToEnd(fd, 16 * 1024, limit, done));
@@ -175,13 +192,44 @@ function writeAtomic(target: string, data: Buffer): Promise<void> {
   });
 }
 
+/**
+ * Clears what stands at a lock's path when proper-lockfile would wait for it forever: anything but
+ * a folder (a file, a symlink: mkdir never made those), a folder dated further in the future than
+ * `stale` (a live lock's mtime is refreshed to now; one dated ahead would never grow stale: it is
+ * dated back, so that the next attempt takes it over as stale, the usual way), or a stale folder
+ * that is not empty (proper-lockfile's are; its rmdir fails on it). True when something was done.
+ */
+async function clearPlantedLock(lockPath: string, staleMs: number): Promise<boolean> {
+  let stats;
+  try {
+    stats = await fs.promises.lstat(lockPath);
+  } catch {
+    return false;
+  }
+  if (!stats.isDirectory()) {
+    await fs.promises.unlink(lockPath).catch(() => undefined);
+    return true;
+  }
+  if (stats.mtimeMs > Date.now() + staleMs) {
+    await fs.promises.lutimes(lockPath, 0, 0);
+    return true;
+  }
+  if (stats.mtimeMs < Date.now() - staleMs && (await fs.promises.readdir(lockPath)).length > 0) {
+    await fs.promises.rm(lockPath, { recursive: true, force: true });
+    return true;
+  }
+  return false;
+}
+
 export const defaultIo: Io = {
   readFile: readWhole,
   readLatest,
   // Callback API, as in readWhole: this stat runs on every request that reads a cached session.
+  // lstat: a symlink swapped in has its own inode, so the version differs and the read that
+  // follows refuses it, instead of this stat following it.
   stat: (path) =>
     new Promise((resolve, reject) => {
-      fs.stat(path, { bigint: true }, (error, stats) => {
+      fs.lstat(path, { bigint: true }, (error, stats) => {
         if (error) reject(error);
         else resolve({ version: versionOf(stats), mtimeMs: Math.round(Number(stats.mtimeNs) / 1e6) });
       });
@@ -193,16 +241,22 @@ export const defaultIo: Io = {
     await fs.promises.chmod(path, mode);
   },
   unlink: (path) => fs.promises.unlink(path),
-  utimes: (path, timeMs) => fs.promises.utimes(path, timeMs / 1000, timeMs / 1000),
+  // lutimes: a keep-alive never moves the times of whatever a symlink in a session's place points to.
+  utimes: (path, timeMs) => fs.promises.lutimes(path, timeMs / 1000, timeMs / 1000),
   lstat: (path) => fs.promises.lstat(path),
   opendir: (path) => fs.promises.opendir(path, { bufferSize: 64 }),
-  lock: (path, request) =>
-    lockfile.lock(path, {
-      realpath: false,
-      stale: request.stale,
-      retries: 0,
-      onCompromised: request.onCompromised,
-    }),
+  lock: async (path, request) => {
+    const options = { realpath: false, stale: request.stale, retries: 0, onCompromised: request.onCompromised };
+    // A lock that could never be taken over by proper-lockfile's own rule (its mtime refreshed,
+    // stale once it is older than `stale`) was not made by it: it is cleared, and locking tried again.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await lockfile.lock(path, options);
+      } catch (error) {
+        if (attempt >= 2 || !(await clearPlantedLock(`${path}.lock`, request.stale))) throw error;
+      }
+    }
+  },
   readText: (path) => fs.promises.readFile(path, 'utf8'),
   createExclusive: async (path, text) => {
     // Written under a private temp name, then hard-linked into place: link fails with EEXIST
