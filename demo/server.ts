@@ -31,7 +31,14 @@ export function createApp(store: Store): express.Express {
   app.post('/set', async (req, res) => {
     const { name, value } = req.body as Record<string, unknown>;
     if (typeof name !== 'string' || name.trim() === '' || name.length > 100 || (value !== undefined && typeof value !== 'string')) {
-      res.status(400).type('html').send(renderError(400, 'That did not look right', 'A name (1–100 characters) and a text value are needed.'));
+      // The page again, with what was typed still in the form.
+      const reason = 'Not stored: a name needs 1–100 characters, not only spaces, and the value must be text.';
+      const session = await req.trans.getSession(false);
+      const refused = { name: typeof name === 'string' ? name : '', value: typeof value === 'string' ? value : '', reason };
+      res
+        .status(400)
+        .type('html')
+        .send(renderPage({ session: session === null ? null : { entries: [...session] }, stats: await store.stats(), notice: session === null ? reason : undefined, refused }));
       return;
     }
     const session = await req.trans.getSession();

@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import prettyBytes from 'pretty-bytes';
 import { CHROMIUM_ARGS, findChromium } from './helpers/chromium.js';
 import { listFiles, tempDir } from './helpers/temp-dir.js';
 /** 40 characters, so the demo never writes a development key file. */
@@ -59,6 +60,13 @@ async function startDemo(t: ExecutionContext, dataDir: string): Promise<Demo> {
 
 async function sessionFiles(dataDir: string): Promise<string[]> {
   return (await listFiles(dataDir)).filter((file) => file.endsWith('.sess')).sort();
+}
+
+/** What the store panel should show as the size on disk: 1000-based, as the CLI prints it. */
+async function sizeOnDisk(dataDir: string): Promise<string> {
+  let bytes = 0;
+  for (const file of await sessionFiles(dataDir)) bytes += (await fs.stat(path.join(dataDir, file))).size;
+  return prettyBytes(bytes);
 }
 
 /** One browser for the file (a system Chromium, else the bundled one: see helpers/chromium.ts); one context per test. */
@@ -179,10 +187,114 @@ test('the demo page in headless Chromium: create, add, reload, regenerate, delet
   await page.reload();
   t.is(await status(page), 'no session', 'still no session after a reload');
 
+  // The favicon is inline, and an image the browser can decode.
+  const icon = await page.locator('link[rel=icon]').getAttribute('href');
+  t.true(icon?.startsWith('data:image/svg+xml,'), String(icon));
+  // Browser-side code as text: this project's types describe Node, not the DOM.
+  const iconSize = (await page.evaluate(`(async () => {
+    const image = new Image();
+    image.src = ${JSON.stringify(icon)};
+    await image.decode();
+    return [image.naturalWidth, image.naturalHeight];
+  })()`)) as [number, number];
+  t.true(iconSize[0]! > 0 && iconSize[1]! > 0, `the favicon decodes (${iconSize.join('×')})`);
   t.deepEqual(problems, [], 'no failed request and no console error on any page');
 
   // SESSION_KEYS was given: no development key file beside the data dir, no dev-key warning.
   t.deepEqual(await fs.readdir(path.dirname(dataDir)), [path.basename(dataDir)]);
   t.false(demo.stderr().includes('SEALED_SESSIONS_DEV_KEY'), demo.stderr());
   t.false(/request failed|Error/.test(demo.stderr()), demo.stderr());
+});
+
+test('on a 390×844 phone: one column, nothing scrolls sideways, sizes in 1000-based units; a blank name is refused and the 400 page keeps what was typed', async (t) => {
+  t.timeout(30_000);
+  const dataDir = await tempDir(t);
+  const demo = await startDemo(t, dataDir);
+  const { page, problems } = await openPage(t, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 3 });
+  await page.goto(demo.url);
+  await submit(page, 'Create a session', 'created');
+  t.is(await page.getByTestId('session-count').textContent(), '1');
+  t.regex((await page.locator('#store dt').first().textContent()) ?? '', /\(all users\)/, 'the count says it covers every user');
+
+  // Long unbroken text, as people paste tokens and URLs: it wraps inside the table.
+  const longName = 'n'.repeat(100);
+  const longValue = 'https://example.com/' + 'x'.repeat(1_600);
+  await add(page, longName, longValue);
+  t.deepEqual(await entries(page), [[longName, longValue]]);
+  const size = await page.getByTestId('bytes').textContent();
+  t.is(size, await sizeOnDisk(dataDir), 'the size on disk, as pretty-bytes prints it');
+  t.regex(size ?? '', / kB$/, 'over 1,000 bytes: kB (1000-based), not KB/KiB');
+
+  interface Box {
+    readonly left: number;
+    readonly right: number;
+    readonly top: number;
+    readonly bottom: number;
+    readonly width: number;
+    readonly height: number;
+  }
+  const layout = (await page.evaluate(`(() => {
+    const box = (selector) => document.querySelector(selector).getBoundingClientRect().toJSON();
+    const pre = document.querySelector('pre');
+    return {
+      innerWidth: window.innerWidth,
+      scrollWidth: document.documentElement.scrollWidth,
+      session: box('#session'),
+      store: box('#store'),
+      pre: { scrollWidth: pre.scrollWidth, clientWidth: pre.clientWidth, overflowX: getComputedStyle(pre).overflowX },
+    };
+  })()`)) as {
+    innerWidth: number;
+    scrollWidth: number;
+    session: Box;
+    store: Box;
+    pre: { scrollWidth: number; clientWidth: number; overflowX: string };
+  };
+  t.is(layout.innerWidth, 390);
+  t.true(layout.scrollWidth <= layout.innerWidth, `the page is ${layout.scrollWidth} px wide in a ${layout.innerWidth} px window`);
+  for (const panel of ['session', 'store'] as const) {
+    const box = layout[panel];
+    t.true(box.width > 0 && box.height > 0 && box.left >= 0 && box.right <= layout.innerWidth, `#${panel} is on screen: ${JSON.stringify(box)}`);
+  }
+  t.true(layout.store.top >= layout.session.bottom, 'one column: the store panel comes below the session panel');
+  t.is(layout.pre.overflowX, 'auto');
+  t.true(layout.pre.scrollWidth > layout.pre.clientWidth, 'the code block is wider than the screen and scrolls inside itself');
+  t.true(await page.locator('#session').isVisible());
+  t.true(await page.locator('#store').isVisible());
+  const deleteButton = await page.getByRole('button', { name: `delete ${longName}`, exact: true }).boundingBox();
+  const addButton = await page.getByRole('button', { name: 'Add', exact: true }).boundingBox();
+  t.true(deleteButton !== null && addButton !== null && deleteButton.height <= addButton.height + 1, 'the delete button keeps its word on one line');
+
+  // A name of spaces only: the form itself refuses it, no request is sent.
+  const name = page.getByRole('textbox', { name: 'name', exact: true });
+  const value = page.getByRole('textbox', { name: 'value', exact: true });
+  const posted: string[] = [];
+  page.on('request', (request) => {
+    if (request.method() === 'POST') posted.push(request.url());
+  });
+  await name.fill('   ');
+  await value.fill('kept value');
+  await page.getByRole('button', { name: 'Add', exact: true }).click();
+  t.true(await name.evaluate((input) => (input as unknown as { validity: { patternMismatch: boolean } }).validity.patternMismatch), 'the browser flags the name');
+  t.deepEqual(posted, [], 'nothing was sent');
+  t.is(new URL(page.url()).searchParams.get('done'), 'set');
+
+  // Past the form's check (an old browser, a script): the server refuses it, and its 400 page
+  // is the page again, with what was typed still there.
+  await page.locator('form[action="/set"]').evaluate((form) => {
+    (form as unknown as { noValidate: boolean }).noValidate = true;
+  });
+  const [refused] = await Promise.all([page.waitForResponse((response) => response.url().endsWith('/set')), page.getByRole('button', { name: 'Add', exact: true }).click()]);
+  await page.waitForLoadState();
+  t.is(refused.status(), 400);
+  t.is(await name.inputValue(), '   ');
+  t.is(await value.inputValue(), 'kept value');
+  t.regex((await page.getByRole('alert').textContent()) ?? '', /not only spaces/);
+  t.deepEqual(await entries(page), [[longName, longValue]], 'nothing was stored');
+  t.is(await status(page), 'active');
+  t.deepEqual(
+    problems.filter((problem) => !problem.startsWith('400 POST ') && !problem.includes('400 (Bad Request)')),
+    [],
+    'no failed request or console error besides the refused POST',
+  );
 });
