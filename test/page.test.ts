@@ -134,7 +134,8 @@ test('the demo page in headless Chromium: create, add, reload, regenerate, delet
   const { context, page, problems } = await openPage(t);
 
   // A first visit asks with getSession(false): nothing is created, on disk or in the browser.
-  await page.goto(demo.url);
+  const first = await page.goto(demo.url);
+  t.is(first?.headers()['cache-control'], 'no-store');
   t.is(await status(page), 'no session');
   t.is(await sessionCount(page), '0');
   t.deepEqual(await sessionFiles(dataDir), []);
@@ -152,7 +153,8 @@ test('the demo page in headless Chromium: create, add, reload, regenerate, delet
 
   await add(page, 'colour', 'teal <b>&amp;</b>');
   t.deepEqual(await entries(page), [['colour', 'teal <b>&amp;</b>']], 'the value is shown, as text');
-  await page.reload();
+  const reloaded = await page.reload();
+  t.is(reloaded?.headers()['cache-control'], 'no-store', 'a page showing session values is never stored by the browser');
   t.is(await status(page), 'active');
   t.deepEqual(await entries(page), [['colour', 'teal <b>&amp;</b>']], 'the value came back from the file after a reload');
   t.deepEqual(await sessionFiles(dataDir), created);
@@ -186,6 +188,14 @@ test('the demo page in headless Chromium: create, add, reload, regenerate, delet
   t.deepEqual(await sessionFiles(dataDir), [], 'no session file remains');
   await page.reload();
   t.is(await status(page), 'no session', 'still no session after a reload');
+
+  // Back leads to the page that listed the values: it is asked for again (no-store), and shows
+  // the session as it is now.
+  const back = await page.goBack();
+  t.is(new URL(page.url()).searchParams.get('done'), 'deleted', 'Back went to the page before "Expire session"');
+  t.is(back?.headers()['cache-control'], 'no-store', 'the page came from the server again');
+  t.is(await status(page), 'no session', 'Back does not show the expired session');
+  t.deepEqual(await entries(page), []);
 
   // The favicon is inline, and an image the browser can decode.
   const icon = await page.locator('link[rel=icon]').getAttribute('href');
@@ -287,6 +297,7 @@ test('on a 390×844 phone: one column, nothing scrolls sideways, sizes in 1000-b
   const [refused] = await Promise.all([page.waitForResponse((response) => response.url().endsWith('/set')), page.getByRole('button', { name: 'Add', exact: true }).click()]);
   await page.waitForLoadState();
   t.is(refused.status(), 400);
+  t.is(refused.headers()['cache-control'], 'no-store');
   t.is(await name.inputValue(), '   ');
   t.is(await value.inputValue(), 'kept value');
   t.regex((await page.getByRole('alert').textContent()) ?? '', /not only spaces/);
