@@ -19,15 +19,20 @@ export function createApp(store: Store): express.Express {
   const app = express();
   app.disable('x-powered-by');
   // Anyone can load the page, so at most one stats() runs at a time and its result serves
-  // every request for a few seconds. A change made here (every POST below) invalidates it once
-  // the response is finished, which is after the session's commit: the page a redirect leads to
-  // counts it. Changes by other processes (the CLI, gc elsewhere) show within STATS_MAX_AGE_MS.
+  // every request for a few seconds. A change made here (a POST answered by its redirect)
+  // invalidates it once the response is finished, which is after the session's commit: the
+  // page the redirect leads to counts it. Changes by other processes (the CLI, another server)
+  // show within STATS_MAX_AGE_MS.
   const stats = cached(() => store.stats(), { maxAge: STATS_MAX_AGE_MS });
   app.use((req, res, next) => {
     // Every page shows session data, or the lack of it: never kept by the browser, so Back after
     // "Expire session" asks again instead of showing the values of an ended session.
     res.set('Cache-Control', 'no-store');
-    if (req.method === 'POST') res.once('finish', () => stats.invalidate());
+    if (req.method === 'POST') {
+      res.once('finish', () => {
+        if (res.statusCode === 303) stats.invalidate();
+      });
+    }
     next();
   });
   app.use(sessions({ store }));
