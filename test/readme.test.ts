@@ -49,7 +49,7 @@ function fencesOf(markdown: string): Fence[] {
     const [, indent = '', marker = '', language = ''] = open;
     const body: string[] = [];
     let end = index + 1;
-    while (end < lines.length && !lines[end]!.trim().startsWith(marker)) {
+    while (end < lines.length && !new RegExp(`^ {0,3}${marker[0]}{${marker.length},}\\s*$`).test(lines[end]!)) {
       body.push(lines[end]!.startsWith(indent) ? lines[end]!.slice(indent.length) : lines[end]!);
       end += 1;
     }
@@ -156,6 +156,36 @@ test('README.md: no fence holds JavaScript without saying so (it would escape th
     [],
     'label these fences ts or js',
   );
+});
+
+test('the fence reader: languages, the not-run marker right above a fence, indented fences, longer markers', (t) => {
+  const markdown = [
+    '# Title',
+    '```ts',
+    "app.listen(3000);",
+    '```',
+    '<!-- not run: needs a Redis server -->',
+    '',
+    '```js',
+    'await client.connect();',
+    '```',
+    '<!-- not run: mentioned, but not right above -->',
+    'A paragraph.',
+    '1. a step',
+    '   ````TypeScript',
+    '   const a = 1;',
+    '   ```',
+    '   ````',
+    '```',
+    'plain',
+    '```',
+  ].join('\n');
+  t.deepEqual(fencesOf(markdown), [
+    { line: 2, language: 'ts', code: 'app.listen(3000);\n', notRun: undefined },
+    { line: 7, language: 'js', code: 'await client.connect();\n', notRun: 'needs a Redis server' },
+    { line: 13, language: 'typescript', code: 'const a = 1;\n```\n', notRun: undefined },
+    { line: 17, language: '', code: 'plain\n', notRun: undefined },
+  ]);
 });
 
 test('README.md: every environment variable the demo reads is documented', async (t) => {

@@ -61,8 +61,9 @@ export async function packPackage(teardown: Teardown): Promise<string> {
  * with `package.json` as given and the tarball unpacked into node_modules/sealed-sessions.
  *
  * Offline by construction, the way a user's `npm install <tarball>` lays it out: `npm install`
- * itself would need the registry's metadata for every dependency range (`npm ci` fetched
- * tarballs only, by the lock file's URLs, so the cache cannot answer `--offline`). Every other
+ * itself would need the registry's metadata for every dependency range, and the cache `npm ci`
+ * fills (the lock file's exact tarballs) does not answer that: `npm install --offline` fails
+ * with ENOTCACHED. Every other
  * package is a symlink into this repo's node_modules, and only the ones named: the package's
  * own dependencies and peers, plus what the consumer code itself imports. A dependency missing
  * from the packed package.json then fails to resolve here as it would for a user.
