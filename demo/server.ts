@@ -1,6 +1,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { isSealedSessionError, openStore, sessions, type Store } from '../src/index.js';
 import { renderError, renderPage } from './page.js';
+import { cached } from './stats-cache.js';
 
 const NOTICES: Record<string, string> = {
   created: 'A session was created: your browser now holds its signed cookie.',
@@ -10,17 +11,37 @@ const NOTICES: Record<string, string> = {
   expired: 'Your session is expired: its file is gone and the cookie cleared.',
 };
 
+/** How long the store panel's figures are reused: `store.stats()` reads every session file's header (about 0.5 s at 5,000 sessions). */
+const STATS_MAX_AGE_MS = 5_000;
+
 /** The demo app: WebStack's sessions example as a page, plus a panel about the store. */
 export function createApp(store: Store): express.Express {
   const app = express();
   app.disable('x-powered-by');
+  // Anyone can load the page, so at most one stats() runs at a time and its result serves
+  // every request for a few seconds. A change made here (a POST answered by its redirect)
+  // invalidates it once the response is finished, which is after the session's commit: the
+  // page the redirect leads to counts it. Changes by other processes (the CLI, another server)
+  // show within STATS_MAX_AGE_MS.
+  const stats = cached(() => store.stats(), { maxAge: STATS_MAX_AGE_MS });
+  app.use((req, res, next) => {
+    // Every page shows session data, or the lack of it: never kept by the browser, so Back after
+    // "Expire session" asks again instead of showing the values of an ended session.
+    res.set('Cache-Control', 'no-store');
+    if (req.method === 'POST') {
+      res.once('finish', () => {
+        if (res.statusCode === 303) stats.invalidate();
+      });
+    }
+    next();
+  });
   app.use(sessions({ store }));
   app.use(express.urlencoded({ extended: false, limit: '16kb' }));
 
   app.get('/', async (req, res) => {
     const session = await req.trans.getSession(false);
     const notice = typeof req.query['done'] === 'string' ? NOTICES[req.query['done']] : undefined;
-    res.type('html').send(renderPage({ session: session === null ? null : { entries: [...session] }, stats: await store.stats(), notice }));
+    res.type('html').send(renderPage({ session: session === null ? null : { entries: [...session] }, stats: await stats.get(), notice }));
   });
 
   app.post('/create', async (req, res) => {
@@ -31,10 +52,21 @@ export function createApp(store: Store): express.Express {
   app.post('/set', async (req, res) => {
     const { name, value } = req.body as Record<string, unknown>;
     if (typeof name !== 'string' || name.trim() === '' || name.length > 100 || (value !== undefined && typeof value !== 'string')) {
+      // The page again, with what was typed still in the form.
+      const reason = 'Not stored: a name needs 1–100 characters, not only spaces, and the value must be text.';
+      const session = await req.trans.getSession(false);
+      const refused = { name: typeof name === 'string' ? name : '', value: typeof value === 'string' ? value : '', reason };
       res
         .status(400)
         .type('html')
-        .send(renderError(400, 'That did not look right', 'A name (1–100 characters) and a text value are needed.'));
+        .send(
+          renderPage({
+            session: session === null ? null : { entries: [...session] },
+            stats: await stats.get(),
+            notice: session === null ? reason : undefined,
+            refused,
+          }),
+        );
       return;
     }
     const session = await req.trans.getSession();
