@@ -51,6 +51,8 @@ export interface ScannedHeader {
   readonly header: Buffer;
   /** As in `StoredEnvelope`. */
   readonly expireAtMs: number;
+  /** The whole value's length in bytes (STRLEN). */
+  readonly size: number;
 }
 
 /**
@@ -150,9 +152,9 @@ export class RedisEnvelopes {
   }
 
   /**
-   * Every string key starting with `prefix`, with its first 52 bytes and its expiry, from every
-   * master (SCAN … MATCH <prefix>* TYPE string, then GETRANGE 0 51 and PEXPIRETIME pipelined per
-   * batch): no envelope is read whole, nothing is decrypted.
+   * Every string key starting with `prefix`, with its first 52 bytes, expiry and size, from every
+   * master (SCAN … MATCH <prefix>* TYPE string, then GETRANGE 0 51, PEXPIRETIME and STRLEN
+   * pipelined per batch): no envelope is read whole, nothing is decrypted.
    *
    * SCAN's guarantee per master: a key present for the whole scan is reported at least once. It
    * may be reported twice, and while cluster slots move (or a master fails over) a key may be
@@ -226,14 +228,18 @@ export class RedisEnvelopes {
     const replies = await this.#deadline('scanHeaders', (signal) => {
       const options: CallOptions = { buffers: true, signal };
       // All sent before any reply is awaited: node-redis writes them to the socket as one batch.
-      return Promise.all(keys.map((key) => Promise.all([node.call(['GETRANGE', key, '0', String(HEADER_BYTES - 1)], options), node.call(['PEXPIRETIME', key], options)]).catch(movedAway)));
+      return Promise.all(
+        keys.map((key) =>
+          Promise.all([node.call(['GETRANGE', key, '0', String(HEADER_BYTES - 1)], options), node.call(['PEXPIRETIME', key], options), node.call(['STRLEN', key], options)]).catch(movedAway),
+        ),
+      );
     });
     const found: ScannedHeader[] = [];
     replies.forEach((reply, index) => {
       const key = keys[index];
       // Gone since SCAN saw it (-2), or its slot moved to another master in between.
       if (reply === null || key === undefined || reply[1] === -2) return;
-      found.push({ key, header: asBuffer(reply[0]), expireAtMs: expiry(reply[1]) });
+      found.push({ key, header: asBuffer(reply[0]), expireAtMs: expiry(reply[1]), size: Number(reply[2]) });
     });
     return found;
   }

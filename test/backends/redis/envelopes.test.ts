@@ -5,7 +5,11 @@ import { createClient, RESP_TYPES } from 'redis';
 import { HEADER_BYTES, nonceOf, redisEnvelopes, type RedisEnvelopes } from '../../../src/backends/redis/envelopes.js';
 import { keySlot } from '../../../src/backends/redis/key-slot.js';
 import { COMPARE_AND_SET, READ_IF_CHANGED } from '../../../src/backends/redis/scripts.js';
+import { fileNameOf } from '../../../src/core/session-id.js';
+import { createKeyring } from '../../../src/crypto/keys.js';
+import { HEADER_BYTES as SEAL_HEADER_BYTES, seal, unseal } from '../../../src/crypto/seal.js';
 import { isSealedSessionError } from '../../../src/errors.js';
+import { KEY } from '../../helpers/temp-dir.js';
 import { fakeEnvelope, listOf, withBody } from './fixtures/fake-envelope.js';
 import { clusterTarget, standaloneTarget, type Target, type TargetName } from './targets.js';
 
@@ -69,6 +73,24 @@ both('a binary envelope round-trips byte for byte, with its expiry', async (t, {
   t.is(read?.expireAtMs, Math.floor(pxat));
   t.is(await envelopes.get(key('missing')), null);
   t.is(await envelopes.read(key('missing')), null);
+});
+
+both('real sealed envelopes: the nonce the scripts compare is the one seal() draws, and they open after the trip', async (t, { envelopes }) => {
+  t.is(HEADER_BYTES, SEAL_HEADER_BYTES);
+  const keyring = createKeyring([KEY]);
+  const name = fileNameOf(randomUUID());
+  const k = `sess:${name}`;
+  const now = Date.now();
+  const times = { created: now, written: now, absoluteDeadline: now + 3_600_000, idleSeconds: 1800 };
+  const first = seal(keyring, times, Buffer.from('{"user":"alice"}'), name);
+  const second = seal(keyring, times, Buffer.from('{"user":"alice"}'), name);
+  t.notDeepEqual(nonceOf(first), nonceOf(second), 'same data, new nonce');
+  t.true(await envelopes.compareAndSet(k, NONE, first, inAMinute()));
+  t.false((await envelopes.getIfChanged(k, nonceOf(first)))?.changed);
+  t.false(await envelopes.compareAndSet(k, nonceOf(second), second, inAMinute()));
+  t.true(await envelopes.compareAndSet(k, nonceOf(first), second, inAMinute()));
+  const opened = unseal(keyring, (await envelopes.get(k))!, name);
+  t.true(opened.ok && opened.plaintext.toString() === '{"user":"alice"}');
 });
 
 both('getIfChanged: unchanged without the envelope, the new one after a write elsewhere, null once deleted', async (t, { envelopes }) => {
@@ -198,9 +220,9 @@ both('scripts run on the node that owns the key, loaded there by EVAL after NOSC
   }
 });
 
-both('scanHeaders finds every session key of 1,000 on every master, with its header and expiry, and nothing else', async (t, { name, envelopes, client, masters }) => {
+both('scanHeaders finds every session key of 1,000 on every master, with its header, expiry and size, and nothing else', async (t, { name, envelopes, client, masters }) => {
   const prefix = `scan-${name}-${randomUUID()}:`;
-  const stored = new Map<string, { header: Buffer; expireAtMs: number }>();
+  const stored = new Map<string, { header: Buffer; expireAtMs: number; size: number }>();
   const base = inAMinute();
   await Promise.all(
     Array.from({ length: 1000 }, async (_, i) => {
@@ -208,7 +230,7 @@ both('scanHeaders finds every session key of 1,000 on every master, with its hea
       const envelope = fakeEnvelope([String(i)], { idleSeconds: i });
       const expireAtMs = base + i;
       await envelopes.compareAndSet(k, NONE, envelope, expireAtMs);
-      stored.set(k, { header: envelope.subarray(0, HEADER_BYTES), expireAtMs });
+      stored.set(k, { header: envelope.subarray(0, HEADER_BYTES), expireAtMs, size: envelope.length });
     }),
   );
   // Decoys: another prefix, a non-string under the prefix, a prefix that would glob-match.
@@ -216,8 +238,8 @@ both('scanHeaders finds every session key of 1,000 on every master, with its hea
   await client.hSet(`${prefix}a-hash`, 'field', 'value');
   await envelopes.compareAndSet(`${prefix.slice(0, -1)}X:y`, NONE, fakeEnvelope([]), inAMinute());
 
-  const seen = new Map<string, { header: Buffer; expireAtMs: number }>();
-  for await (const { key: k, header, expireAtMs } of envelopes.scanHeaders(prefix)) seen.set(k, { header, expireAtMs });
+  const seen = new Map<string, { header: Buffer; expireAtMs: number; size: number }>();
+  for await (const { key: k, header, expireAtMs, size } of envelopes.scanHeaders(prefix)) seen.set(k, { header, expireAtMs, size });
   t.is(seen.size, 1000);
   const sorted = (map: Map<string, unknown>) => [...map].sort(([a], [b]) => (a < b ? -1 : 1));
   t.deepEqual(sorted(seen), sorted(stored));
