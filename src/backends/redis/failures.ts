@@ -91,9 +91,11 @@ export function notConnected(): Error {
 }
 
 /**
- * Runs `call` with an AbortSignal that fires after `ms`, and stops waiting then even if the
- * client ignores it (a cluster client can wait on a node's connect before the signal is seen).
- * The client drops an aborted command that is still queued; one already sent may still run.
+ * Runs `call` with an AbortSignal that fires after `ms`, and stops waiting then whatever the
+ * client does. The signal alone would not do: node-redis v5 drops an aborted command only while it
+ * is still queued (it removes the abort and timeout listeners once the command is written), and a
+ * cluster client may first wait on a node's connect. A command already sent stays in the client's
+ * reply queue, so later replies still reach the right calls, and may still run on the server.
  */
 export async function withDeadline<T>(ms: number, operation: string, call: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const controller = new AbortController();
