@@ -1,0 +1,70 @@
+import { createClient, createCluster } from 'redis';
+import { redisEnvelopes, type RedisEnvelopes, type RedisEnvelopesOptions } from '../../../src/backends/redis/envelopes.js';
+import { startRedis, startRedisCluster, type RedisClusterNodes, type RedisServer } from '../../helpers/redis.js';
+
+export type TargetName = 'standalone' | 'cluster';
+
+type Client = ReturnType<typeof createClient>;
+type Cluster = ReturnType<typeof createCluster>;
+
+/** One real deployment, with an application's client and the layer over it. */
+export interface Target {
+  readonly name: TargetName;
+  readonly urls: readonly string[];
+  readonly client: Client | Cluster;
+  readonly envelopes: RedisEnvelopes;
+  /** A client straight to each master (standalone: one), for checks behind the layer's back. */
+  readonly masters: readonly Client[];
+  /** The master client that owns `key`. */
+  masterOf(key: string): Promise<Client>;
+  stop(): Promise<void>;
+}
+
+export async function standaloneTarget(options?: RedisEnvelopesOptions): Promise<Target & { readonly server: RedisServer }> {
+  const server = await startRedis();
+  // Errors on the client are reported as events; without a listener Node would throw them.
+  const client = await createClient({ url: server.url }).on('error', () => undefined).connect();
+  return {
+    name: 'standalone',
+    urls: [server.url],
+    client,
+    envelopes: redisEnvelopes(client, options),
+    masters: [client],
+    masterOf: () => Promise.resolve(client),
+    server,
+    stop: async () => {
+      client.destroy();
+      await server.stop();
+    },
+  };
+}
+
+export async function clusterTarget(options?: RedisEnvelopesOptions): Promise<Target & { readonly nodes: RedisClusterNodes }> {
+  const nodes = await startRedisCluster();
+  const cluster = await createCluster({ rootNodes: nodes.rootNodes.map(({ url }) => ({ url })) })
+    .on('error', () => undefined)
+    .connect();
+  const masters = await Promise.all(nodes.nodes.map((node) => createClient({ url: node.url }).on('error', () => undefined).connect()));
+  return {
+    name: 'cluster',
+    urls: nodes.rootNodes.map(({ url }) => url),
+    client: cluster,
+    envelopes: redisEnvelopes(cluster, options),
+    masters,
+    masterOf: async (key) => {
+      const slot = Number(await masters[0]!.sendCommand(['CLUSTER', 'KEYSLOT', key]));
+      const ranges = (await masters[0]!.sendCommand(['CLUSTER', 'SLOTS'])) as [number, number, [string, number, ...unknown[]]][];
+      const range = ranges.find(([first, last]) => first <= slot && slot <= last);
+      const index = nodes.nodes.findIndex((node) => node.port === range?.[2][1]);
+      const master = masters[index];
+      if (master === undefined) throw new Error(`no master owns slot ${slot}`);
+      return master;
+    },
+    nodes,
+    stop: async () => {
+      cluster.destroy();
+      for (const master of masters) master.destroy();
+      await nodes.stop();
+    },
+  };
+}
