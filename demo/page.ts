@@ -79,7 +79,10 @@ function sessionPanel(model: PageModel): string {
   }
   const rows = session.entries
     .map(
-      ([name, value]) => `<tr><td class="name">${escapeHtml(name)}</td><td class="value">${escapeHtml(typeof value === 'string' ? value : JSON.stringify(value))}</td>
+      ([
+        name,
+        value,
+      ]) => `<tr><td class="name">${escapeHtml(name)}</td><td class="value">${escapeHtml(typeof value === 'string' ? value : JSON.stringify(value))}</td>
         <td class="action"><form class="inline" method="post" action="/delete"><input type="hidden" name="name" value="${escapeHtml(name)}">
         <button type="submit" aria-label="delete ${escapeHtml(name)}">delete</button></form></td></tr>`,
     )

@@ -100,6 +100,10 @@ test('two unpacks of the bundled Chromium racing (as two test files do) end with
   const [a, b] = await Promise.all([findChromium({ env, cacheDir }), findChromium({ env, cacheDir })]);
   t.is(a.executablePath, b.executablePath);
   t.regex(await versionOf(a.executablePath), /^Chromium \d+\./);
-  t.deepEqual((await fs.readdir(cacheDir)).filter((name) => name.startsWith('.unpack-')), [], 'the losing unpack was removed');
+  t.deepEqual(
+    (await fs.readdir(cacheDir)).filter((name) => name.startsWith('.unpack-')),
+    [],
+    'the losing unpack was removed',
+  );
   t.is((await fs.readdir(cacheDir)).length, 1, 'one folder, named after the version');
 });

@@ -81,7 +81,10 @@ test.after.always(async () => {
 });
 
 /** A page of a fresh browser context, with every failed response and console error collected: the demo's pages should cause none. */
-async function openPage(t: ExecutionContext, options: Parameters<Browser['newContext']>[0] = {}): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
+async function openPage(
+  t: ExecutionContext,
+  options: Parameters<Browser['newContext']>[0] = {},
+): Promise<{ context: BrowserContext; page: Page; problems: string[] }> {
   const context = await browser!.newContext(options);
   t.teardown(() => context.close());
   const page = await context.newPage();
@@ -285,7 +288,10 @@ test('on a 390×844 phone: one column, nothing scrolls sideways, sizes in 1000-b
   await name.fill('   ');
   await value.fill('kept value');
   await page.getByRole('button', { name: 'Add', exact: true }).click();
-  t.true(await name.evaluate((input) => (input as unknown as { validity: { patternMismatch: boolean } }).validity.patternMismatch), 'the browser flags the name');
+  t.true(
+    await name.evaluate((input) => (input as unknown as { validity: { patternMismatch: boolean } }).validity.patternMismatch),
+    'the browser flags the name',
+  );
   t.deepEqual(posted, [], 'nothing was sent');
   t.is(new URL(page.url()).searchParams.get('done'), 'set');
 
@@ -294,7 +300,10 @@ test('on a 390×844 phone: one column, nothing scrolls sideways, sizes in 1000-b
   await page.locator('form[action="/set"]').evaluate((form) => {
     (form as unknown as { noValidate: boolean }).noValidate = true;
   });
-  const [refused] = await Promise.all([page.waitForResponse((response) => response.url().endsWith('/set')), page.getByRole('button', { name: 'Add', exact: true }).click()]);
+  const [refused] = await Promise.all([
+    page.waitForResponse((response) => response.url().endsWith('/set')),
+    page.getByRole('button', { name: 'Add', exact: true }).click(),
+  ]);
   await page.waitForLoadState();
   t.is(refused.status(), 400);
   t.is(refused.headers()['cache-control'], 'no-store');

@@ -149,7 +149,10 @@ test('README.md: the code examples this test found, and what it does with each f
 
 test('README.md: no fence holds JavaScript without saying so (it would escape this test)', (t) => {
   const unlabelled = fences.filter(
-    (fence) => CODE_LANGUAGES[fence.language] === undefined && !['sh', 'bash', 'shell', 'diff'].includes(fence.language) && /^\s*(import|export|const|let|await)\s/m.test(fence.code),
+    (fence) =>
+      CODE_LANGUAGES[fence.language] === undefined &&
+      !['sh', 'bash', 'shell', 'diff'].includes(fence.language) &&
+      /^\s*(import|export|const|let|await)\s/m.test(fence.code),
   );
   t.deepEqual(
     unlabelled.map((fence) => `line ${fence.line}`),
@@ -162,7 +165,7 @@ test('the fence reader: languages, the not-run marker right above a fence, inden
   const markdown = [
     '# Title',
     '```ts',
-    "app.listen(3000);",
+    'app.listen(3000);',
     '```',
     '<!-- not run: needs a Redis server -->',
     '',
@@ -204,9 +207,15 @@ for (const example of examples) {
     const cwd = path.join(project, `run-${example.line}`);
     await fs.mkdir(cwd);
     const tsx = import.meta.resolve('tsx/esm');
-    const args = example.file.endsWith('.ts') ? [`--import=${tsx}`, path.join(project, 'snippets', example.file)] : [path.join(project, 'snippets', example.file)];
+    const args = example.file.endsWith('.ts')
+      ? [`--import=${tsx}`, path.join(project, 'snippets', example.file)]
+      : [path.join(project, 'snippets', example.file)];
     const result = await new Promise<{ code: number | null; signal: string | null; output: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, args, { cwd, env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? cwd }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, args, {
+        cwd,
+        env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? cwd },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let output = '';
       child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
       child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));

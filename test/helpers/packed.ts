@@ -51,7 +51,9 @@ export async function packPackage(teardown: Teardown): Promise<string> {
   );
   await run(process.execPath, [TSC, '-p', tsconfig]);
   for (const file of ['package.json', 'README.md']) await fs.copyFile(path.join(ROOT, file), path.join(stage, 'package', file));
-  const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--offline', '--no-update-notifier', '--json', '--pack-destination', stage], { cwd: path.join(stage, 'package') });
+  const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--offline', '--no-update-notifier', '--json', '--pack-destination', stage], {
+    cwd: path.join(stage, 'package'),
+  });
   const [{ filename }] = JSON.parse(stdout) as [{ filename: string }];
   return path.join(stage, filename);
 }

@@ -124,8 +124,7 @@ async function installDebianPackage(): Promise<void> {
   try {
     if (onPath() !== null) return;
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    const install = () =>
-      run('apt-get', ['install', '-y', '-qq', '-o', 'DPkg::Lock::Timeout=300', 'redis-server'], { env, maxBuffer: 64 * 1024 * 1024 });
+    const install = () => run('apt-get', ['install', '-y', '-qq', '-o', 'DPkg::Lock::Timeout=300', 'redis-server'], { env, maxBuffer: 64 * 1024 * 1024 });
     try {
       await install();
     } catch {
@@ -177,10 +176,14 @@ export async function startRedisCluster(options: { masters?: number; nodeTimeout
   const { masters = 3, nodeTimeoutMs = 500 } = options;
   const { cli } = await redisBinaries();
   const clusterArgs = [
-    '--cluster-enabled', 'yes',
-    '--cluster-config-file', 'nodes.conf',
-    '--cluster-node-timeout', String(nodeTimeoutMs),
-    '--cluster-require-full-coverage', 'no',
+    '--cluster-enabled',
+    'yes',
+    '--cluster-config-file',
+    'nodes.conf',
+    '--cluster-node-timeout',
+    String(nodeTimeoutMs),
+    '--cluster-require-full-coverage',
+    'no',
   ];
   const nodes = await Promise.all(Array.from({ length: masters }, () => startServer(clusterArgs, true)));
   const stop = async () => {
@@ -215,13 +218,20 @@ async function startServer(extraArgs: readonly string[], clusterBus: boolean): P
 
   const launch = async (): Promise<void> => {
     const args = [
-      '--bind', '127.0.0.1',
-      '--port', String(port),
-      '--save', '',
-      '--appendonly', 'no',
-      '--dir', dir,
-      '--logfile', 'redis.log',
-      '--daemonize', 'no',
+      '--bind',
+      '127.0.0.1',
+      '--port',
+      String(port),
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      dir,
+      '--logfile',
+      'redis.log',
+      '--daemonize',
+      'no',
       ...extraArgs,
     ];
     const started = spawn(server, args, { cwd: dir, stdio: 'ignore' });

@@ -213,7 +213,9 @@ export class RedisEnvelopes {
       if (policy instanceof Error || policy === undefined) {
         warnings.add('could not check Redis maxmemory-policy (CONFIG GET is disabled or denied): it must be noeviction, or Redis may evict live sessions');
       } else if (policy !== 'noeviction') {
-        warnings.add(`Redis maxmemory-policy is ${policy}: with anything but noeviction, Redis evicts live sessions when memory runs out (every session key has an expiry)`);
+        warnings.add(
+          `Redis maxmemory-policy is ${policy}: with anything but noeviction, Redis evicts live sessions when memory runs out (every session key has an expiry)`,
+        );
       }
       const info = await this.#deadline('configWarnings', (signal) => node.call(['INFO', 'server'], { buffers: false, signal }));
       const version = /redis_version:(\d+)\.(\d+)/.exec(String(info));
@@ -230,7 +232,11 @@ export class RedisEnvelopes {
       // All sent before any reply is awaited: node-redis writes them to the socket as one batch.
       return Promise.all(
         keys.map((key) =>
-          Promise.all([node.call(['GETRANGE', key, '0', String(HEADER_BYTES - 1)], options), node.call(['PEXPIRETIME', key], options), node.call(['STRLEN', key], options)]).catch(movedAway),
+          Promise.all([
+            node.call(['GETRANGE', key, '0', String(HEADER_BYTES - 1)], options),
+            node.call(['PEXPIRETIME', key], options),
+            node.call(['STRLEN', key], options),
+          ]).catch(movedAway),
         ),
       );
     });

@@ -45,7 +45,12 @@ export interface NodeRedisCluster {
   readonly isOpen: boolean;
   readonly masters: readonly NodeRedisClusterNode[];
   readonly slots: readonly ({ readonly master: NodeRedisClusterNode } | undefined)[];
-  sendCommand(firstKey: string | Buffer | undefined, isReadonly: boolean | undefined, args: ReadonlyArray<string | Buffer>, options?: CommandOptionsLike): Promise<unknown>;
+  sendCommand(
+    firstKey: string | Buffer | undefined,
+    isReadonly: boolean | undefined,
+    args: ReadonlyArray<string | Buffer>,
+    options?: CommandOptionsLike,
+  ): Promise<unknown>;
   nodeClient(node: NodeRedisClusterNode): Promise<NodeRedisClient>;
 }
 

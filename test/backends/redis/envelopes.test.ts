@@ -151,7 +151,7 @@ both('the PXAT deadline is the key’s expiry: gone after it, and at once when a
   const envelope = fakeEnvelope(['short']);
   const pxat = Date.now() + 1000;
   t.true(await envelopes.compareAndSet(k, NONE, envelope, pxat));
-  t.is(await envelopes.pexpiretime(k) ?? pxat, pxat);
+  t.is((await envelopes.pexpiretime(k)) ?? pxat, pxat);
   // Judged by when each answer arrived: Redis ran the command before that, so a "gone" that
   // arrives before the deadline is an early expiry, whatever this busy process's delays.
   let firstAnswerAt = 0;
@@ -220,47 +220,64 @@ both('scripts run on the node that owns the key, loaded there by EVAL after NOSC
   }
 });
 
-both('scanHeaders finds every session key of 1,000 on every master, with its header, expiry and size, and nothing else', async (t, { name, envelopes, client, masters }) => {
-  const prefix = `scan-${name}-${randomUUID()}:`;
-  const stored = new Map<string, { header: Buffer; expireAtMs: number; size: number }>();
-  const base = inAMinute();
-  await Promise.all(
-    Array.from({ length: 1000 }, async (_, i) => {
-      const k = `${prefix}${randomUUID()}`;
-      const envelope = fakeEnvelope([String(i)], { idleSeconds: i });
-      const expireAtMs = base + i;
-      await envelopes.compareAndSet(k, NONE, envelope, expireAtMs);
-      stored.set(k, { header: envelope.subarray(0, HEADER_BYTES), expireAtMs, size: envelope.length });
-    }),
-  );
-  // Decoys: another prefix, a non-string under the prefix, a prefix that would glob-match.
-  await envelopes.compareAndSet(`other-${prefix}x`, NONE, fakeEnvelope([]), inAMinute());
-  await client.hSet(`${prefix}a-hash`, 'field', 'value');
-  await envelopes.compareAndSet(`${prefix.slice(0, -1)}X:y`, NONE, fakeEnvelope([]), inAMinute());
+both(
+  'scanHeaders finds every session key of 1,000 on every master, with its header, expiry and size, and nothing else',
+  async (t, { name, envelopes, client, masters }) => {
+    const prefix = `scan-${name}-${randomUUID()}:`;
+    const stored = new Map<string, { header: Buffer; expireAtMs: number; size: number }>();
+    const base = inAMinute();
+    await Promise.all(
+      Array.from({ length: 1000 }, async (_, i) => {
+        const k = `${prefix}${randomUUID()}`;
+        const envelope = fakeEnvelope([String(i)], { idleSeconds: i });
+        const expireAtMs = base + i;
+        await envelopes.compareAndSet(k, NONE, envelope, expireAtMs);
+        stored.set(k, { header: envelope.subarray(0, HEADER_BYTES), expireAtMs, size: envelope.length });
+      }),
+    );
+    // Decoys: another prefix, a non-string under the prefix, a prefix that would glob-match.
+    await envelopes.compareAndSet(`other-${prefix}x`, NONE, fakeEnvelope([]), inAMinute());
+    await client.hSet(`${prefix}a-hash`, 'field', 'value');
+    await envelopes.compareAndSet(`${prefix.slice(0, -1)}X:y`, NONE, fakeEnvelope([]), inAMinute());
 
-  const seen = new Map<string, { header: Buffer; expireAtMs: number; size: number }>();
-  for await (const { key: k, header, expireAtMs, size } of envelopes.scanHeaders(prefix)) seen.set(k, { header, expireAtMs, size });
-  t.is(seen.size, 1000);
-  const sorted = (map: Map<string, unknown>) => [...map].sort(([a], [b]) => (a < b ? -1 : 1));
-  t.deepEqual(sorted(seen), sorted(stored));
+    const seen = new Map<string, { header: Buffer; expireAtMs: number; size: number }>();
+    for await (const { key: k, header, expireAtMs, size } of envelopes.scanHeaders(prefix)) seen.set(k, { header, expireAtMs, size });
+    t.is(seen.size, 1000);
+    const sorted = (map: Map<string, unknown>) => [...map].sort(([a], [b]) => (a < b ? -1 : 1));
+    t.deepEqual(sorted(seen), sorted(stored));
 
-  if (name === 'cluster') {
-    const slots = new Set([...stored.keys()].map((k) => keySlot(k)));
-    t.true(slots.size > 900, `spread over ${slots.size} slots`);
-    const perMaster = await Promise.all(masters.map((master) => master.dbSize()));
-    t.true(perMaster.every((count) => count > 250), `keys per master: ${perMaster.join(', ')}`);
-  }
-  // A glob character in the prefix is matched literally.
-  const odd = `scan-*?[odd]\\-${randomUUID()}:`;
-  await envelopes.compareAndSet(`${odd}1`, NONE, fakeEnvelope([]), inAMinute());
-  const found: string[] = [];
-  for await (const header of envelopes.scanHeaders(odd)) found.push(header.key);
-  t.deepEqual(found, [`${odd}1`]);
-});
+    if (name === 'cluster') {
+      const slots = new Set([...stored.keys()].map((k) => keySlot(k)));
+      t.true(slots.size > 900, `spread over ${slots.size} slots`);
+      const perMaster = await Promise.all(masters.map((master) => master.dbSize()));
+      t.true(
+        perMaster.every((count) => count > 250),
+        `keys per master: ${perMaster.join(', ')}`,
+      );
+    }
+    // A glob character in the prefix is matched literally.
+    const odd = `scan-*?[odd]\\-${randomUUID()}:`;
+    await envelopes.compareAndSet(`${odd}1`, NONE, fakeEnvelope([]), inAMinute());
+    const found: string[] = [];
+    for await (const header of envelopes.scanHeaders(odd)) found.push(header.key);
+    t.deepEqual(found, [`${odd}1`]);
+  },
+);
 
 test('keySlot agrees with CLUSTER KEYSLOT, hash tags and UTF-8 included', async (t) => {
   const [master] = target('cluster').masters;
-  const keys = ['', 'a', 'sess:abc', '{user1000}.following', 'foo{}{bar}', 'foo{{bar}}zap', 'foo{bar}{zap}', '{}x', 'clé:é€😀', ...Array.from({ length: 200 }, () => key('slot'))];
+  const keys = [
+    '',
+    'a',
+    'sess:abc',
+    '{user1000}.following',
+    'foo{}{bar}',
+    'foo{{bar}}zap',
+    'foo{bar}{zap}',
+    '{}x',
+    'clé:é€😀',
+    ...Array.from({ length: 200 }, () => key('slot')),
+  ];
   for (const k of keys) t.is(keySlot(k), Number(await master!.sendCommand(['CLUSTER', 'KEYSLOT', k])), k);
 });
 
@@ -284,7 +301,9 @@ test('configWarnings: CONFIG denied is a warning, not an error', async (t) => {
   const { urls, masters } = target('standalone');
   const user = `limited-${randomUUID()}`;
   await masters[0]!.sendCommand(['ACL', 'SETUSER', user, 'on', '>secret-password', '~*', '&*', '+@all', '-config']);
-  const limited = await createClient({ url: urls[0]!, username: user, password: 'secret-password' }).on('error', () => undefined).connect();
+  const limited = await createClient({ url: urls[0]!, username: user, password: 'secret-password' })
+    .on('error', () => undefined)
+    .connect();
   t.teardown(() => limited.destroy());
   const warnings = await redisEnvelopes(limited).configWarnings();
   t.is(warnings.length, 1);
@@ -293,8 +312,12 @@ test('configWarnings: CONFIG denied is a warning, not an error', async (t) => {
 
 test('a client with a Buffer type mapping of its own, and a RESP3 client, work the same', async (t) => {
   const { urls } = target('standalone');
-  const resp3 = await createClient({ url: urls[0]!, RESP: 3 }).on('error', () => undefined).connect();
-  const plain = await createClient({ url: urls[0]! }).on('error', () => undefined).connect();
+  const resp3 = await createClient({ url: urls[0]!, RESP: 3 })
+    .on('error', () => undefined)
+    .connect();
+  const plain = await createClient({ url: urls[0]! })
+    .on('error', () => undefined)
+    .connect();
   t.teardown(() => {
     resp3.destroy();
     plain.destroy();

@@ -23,7 +23,9 @@ const inAMinute = () => Date.now() + 60_000;
 
 async function serverWithClient(t: ExecutionContext): Promise<{ server: RedisServer; envelopes: RedisEnvelopes }> {
   const server = await startRedis(t);
-  const client = await createClient({ url: server.url }).on('error', () => undefined).connect();
+  const client = await createClient({ url: server.url })
+    .on('error', () => undefined)
+    .connect();
   t.teardown(() => client.destroy());
   return { server, envelopes: redisEnvelopes(client, { timeoutMs: TIMEOUT_MS }) };
 }

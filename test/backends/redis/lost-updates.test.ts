@@ -75,7 +75,9 @@ async function race(t: ExecutionContext, target: Target, strategy: WorkerArgs['s
   const lost = expected.filter((id) => !final.includes(id)).length;
   const conflicts = results.reduce((sum, result) => sum + result.conflicts, 0);
   const maxAttempts = Math.max(...results.map((result) => result.maxAttempts));
-  t.log(`${strategy} on ${target.name}: ${lost} of ${expected.length} updates lost, ${conflicts} conflicts retried, at most ${maxAttempts} attempts for one update`);
+  t.log(
+    `${strategy} on ${target.name}: ${lost} of ${expected.length} updates lost, ${conflicts} conflicts retried, at most ${maxAttempts} attempts for one update`,
+  );
   return { final, lost, expected };
 }
 

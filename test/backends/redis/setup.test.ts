@@ -17,7 +17,8 @@ const root = path.resolve(import.meta.dirname, '../../..');
 
 /** What redisBinaries() says in a fresh process with `env`, as user `uid`. */
 async function setupIn(env: NodeJS.ProcessEnv, uid?: number): Promise<string> {
-  const script = "const { redisBinaries } = await import('./test/helpers/redis.ts'); await redisBinaries().then((found) => console.log('found', found.server), (error) => console.log(error.message));";
+  const script =
+    "const { redisBinaries } = await import('./test/helpers/redis.ts'); await redisBinaries().then((found) => console.log('found', found.server), (error) => console.log(error.message));";
   const { stdout } = await run(process.execPath, ['--import=tsx/esm', '--input-type=module', '-e', script], {
     cwd: root,
     env: { HOME: os.tmpdir(), ...env },
@@ -35,7 +36,10 @@ test('redis-server and redis-cli are found (installed first if they were missing
 });
 
 test('REDIS_SERVER naming no executable fails with that path, never skips', async (t) => {
-  t.regex(await setupIn({ PATH: process.env['PATH'], REDIS_SERVER: '/nonexistent/redis-server' }), /^REDIS_SERVER=\/nonexistent\/redis-server is not an executable/);
+  t.regex(
+    await setupIn({ PATH: process.env['PATH'], REDIS_SERVER: '/nonexistent/redis-server' }),
+    /^REDIS_SERVER=\/nonexistent\/redis-server is not an executable/,
+  );
 });
 
 test('without redis-server and without the right to install it, the error is the command to run', async (t) => {

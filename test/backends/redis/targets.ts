@@ -23,7 +23,9 @@ export interface Target {
 export async function standaloneTarget(options?: RedisEnvelopesOptions): Promise<Target & { readonly server: RedisServer }> {
   const server = await startRedis();
   // Errors on the client are reported as events; without a listener Node would throw them.
-  const client = await createClient({ url: server.url }).on('error', () => undefined).connect();
+  const client = await createClient({ url: server.url })
+    .on('error', () => undefined)
+    .connect();
   return {
     name: 'standalone',
     urls: [server.url],
@@ -44,7 +46,13 @@ export async function clusterTarget(options?: RedisEnvelopesOptions): Promise<Ta
   const cluster = await createCluster({ rootNodes: nodes.rootNodes.map(({ url }) => ({ url })) })
     .on('error', () => undefined)
     .connect();
-  const masters = await Promise.all(nodes.nodes.map((node) => createClient({ url: node.url }).on('error', () => undefined).connect()));
+  const masters = await Promise.all(
+    nodes.nodes.map((node) =>
+      createClient({ url: node.url })
+        .on('error', () => undefined)
+        .connect(),
+    ),
+  );
   return {
     name: 'cluster',
     urls: nodes.rootNodes.map(({ url }) => url),
