@@ -32,9 +32,13 @@ export async function openStore(options: StoreOptions = {}): Promise<Store> {
   const resolved = resolveOptions(options);
   const file = resolveFileOptions(options);
   const keyring = createKeyring(await resolveSecrets(resolved.keys, file.dir, file.io));
-  const backend = options.backend ?? fileBackend(options);
+  const backend: Backend = options.backend ?? fileBackend(options);
   await backend.open();
-  return new Store(resolved, backend, keyring);
+  const store = new Store(resolved, backend, keyring);
+  // Once the caller has had the store (and the chance to listen): what opening found at risk.
+  const warnings = backend.warnings ?? [];
+  if (warnings.length > 0) setImmediate(() => warnings.forEach((message) => store.emit('warning', { message, error: undefined })));
+  return store;
 }
 
 /**

@@ -127,6 +127,8 @@ export type QuarantineOutcome = 'quarantined' | 'resolved';
 export interface Backend {
   /** Where the sessions are, for people: a folder, a server. Never a secret. */
   readonly location: string;
+  /** What `open` found that puts sessions at risk (a server setting, say): the store reports each through its `warning` event. */
+  readonly warnings?: readonly string[];
   /** Prepares the storage (creates the data dir, say). Reads no session: fast whatever their number. */
   open(): Promise<void>;
   /** Where one session is, for reports (relative, and holding no id). */

@@ -43,7 +43,9 @@ export interface StoredEnvelope {
 }
 
 /** `getIfChanged`'s answer about a key that exists. */
-export type Revalidation = { readonly changed: false; readonly expireAtMs: number } | ({ readonly changed: true } & StoredEnvelope);
+export type Revalidation =
+  | { readonly changed: false; readonly expireAtMs: number; /** The envelope's clear header (52 bytes). */ readonly header: Buffer }
+  | ({ readonly changed: true } & StoredEnvelope);
 
 export interface ScannedHeader {
   readonly key: string;
@@ -104,9 +106,9 @@ export class RedisEnvelopes {
     checkNonce(knownNonce, true);
     const reply = await this.#script('getIfChanged', key, READ_IF_CHANGED, [knownNonce]);
     if (reply === null) return null;
-    const [value, expireAt] = reply as [unknown, unknown];
+    const [value, expireAt, header] = reply as [unknown, unknown, unknown];
     const expireAtMs = expiry(expireAt);
-    return value === 0 ? { changed: false, expireAtMs } : { changed: true, envelope: asBuffer(value), expireAtMs };
+    return value === 0 ? { changed: false, expireAtMs, header: asBuffer(header) } : { changed: true, envelope: asBuffer(value), expireAtMs };
   }
 
   /**
@@ -127,6 +129,11 @@ export class RedisEnvelopes {
     checkNonce(expectedNonce, false);
     const reply = await this.#script('compareAndDelete', key, COMPARE_AND_DELETE, [expectedNonce]);
     return reply === 1;
+  }
+
+  /** Stores `value` under `key` as it is, without an expiry (quarantined envelopes and their notes). */
+  async set(key: string, value: Buffer): Promise<void> {
+    await this.#call('set', key, ['SET', key, value], false);
   }
 
   /** Deletes `key`, whatever it holds: true if it existed. */

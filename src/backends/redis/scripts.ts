@@ -22,15 +22,16 @@ function script(name: string, source: string): Script {
 
 /**
  * ARGV[1] = the nonce the caller holds ('' = none). Returns nil when the key is missing,
- * {0, pexpiretime} when the stored nonce equals ARGV[1], else {envelope, pexpiretime}.
- * The expiry comes back in both cases: another host's keep-alive moves it without a new nonce.
+ * {0, pexpiretime, header} when the stored nonce equals ARGV[1], else {envelope, pexpiretime}.
+ * The expiry comes back in both cases: another host's keep-alive moves it without a new nonce
+ * (and with the 52-byte header, the last use can be told from it).
  */
 export const READ_IF_CHANGED = script(
   'read-if-changed',
   `local v = redis.call('GET', KEYS[1])
 if not v then return nil end
 local at = redis.call('PEXPIRETIME', KEYS[1])
-if ARGV[1] ~= '' and string.sub(v, 41, 52) == ARGV[1] then return {0, at} end
+if ARGV[1] ~= '' and string.sub(v, 41, 52) == ARGV[1] then return {0, at, string.sub(v, 1, 52)} end
 return {v, at}`,
 );
 

@@ -98,16 +98,16 @@ both('getIfChanged: unchanged without the envelope, the new one after a write el
   const first = fakeEnvelope(['first']);
   const pxat = inAMinute();
   await envelopes.compareAndSet(k, NONE, first, pxat);
-  t.deepEqual(await envelopes.getIfChanged(k, nonceOf(first)), { changed: false, expireAtMs: pxat });
+  t.like(await envelopes.getIfChanged(k, nonceOf(first)), { changed: false, expireAtMs: pxat });
 
   // A keep-alive elsewhere moves the expiry, not the envelope: still unchanged, with the new expiry.
   await envelopes.keepAlive(k, pxat + 5000);
-  t.deepEqual(await envelopes.getIfChanged(k, nonceOf(first)), { changed: false, expireAtMs: pxat + 5000 });
+  t.like(await envelopes.getIfChanged(k, nonceOf(first)), { changed: false, expireAtMs: pxat + 5000 });
 
   const second = fakeEnvelope(['second']);
   t.true(await envelopes.compareAndSet(k, nonceOf(first), second, pxat));
   t.deepEqual(await envelopes.getIfChanged(k, nonceOf(first)), { changed: true, envelope: second, expireAtMs: pxat });
-  t.deepEqual(await envelopes.getIfChanged(k, nonceOf(second)), { changed: false, expireAtMs: pxat });
+  t.like(await envelopes.getIfChanged(k, nonceOf(second)), { changed: false, expireAtMs: pxat });
 
   t.true(await envelopes.del(k));
   t.is(await envelopes.getIfChanged(k, nonceOf(second)), null);
@@ -211,7 +211,7 @@ both('scripts run on the node that owns the key, loaded there by EVAL after NOSC
   for (const k of keys) {
     const envelope = fakeEnvelope([k]);
     t.true(await envelopes.compareAndSet(k, NONE, envelope, inAMinute()));
-    t.deepEqual(await envelopes.getIfChanged(k, nonceOf(envelope)), { changed: false, expireAtMs: (await envelopes.pexpiretime(k))! });
+    t.like(await envelopes.getIfChanged(k, nonceOf(envelope)), { changed: false, expireAtMs: (await envelopes.pexpiretime(k))! });
   }
   const owners = new Set(await Promise.all(keys.map(masterOf)));
   t.is(owners.size, masters.length, 'keys on every master');
@@ -327,7 +327,7 @@ test('a client with a Buffer type mapping of its own, and a RESP3 client, work t
     const prefix = `mapped-${randomUUID()}:`;
     const envelope = fakeEnvelope(['x']);
     await envelopes.compareAndSet(`${prefix}1`, NONE, envelope, inAMinute());
-    t.deepEqual(await envelopes.getIfChanged(`${prefix}1`, nonceOf(envelope)), { changed: false, expireAtMs: (await envelopes.pexpiretime(`${prefix}1`))! });
+    t.like(await envelopes.getIfChanged(`${prefix}1`, nonceOf(envelope)), { changed: false, expireAtMs: (await envelopes.pexpiretime(`${prefix}1`))! });
     const keys: string[] = [];
     for await (const header of envelopes.scanHeaders(prefix)) keys.push(header.key);
     t.deepEqual(keys, [`${prefix}1`]);

@@ -1,0 +1,2 @@
+export { redisBackend } from './backends/redis/redis-backend.js';
+export type { RedisBackendOptions } from './backends/redis/redis-backend.js';
