@@ -6,7 +6,12 @@ const root = path.resolve(import.meta.dirname, '../..');
 
 /** Starts test/fixtures/http-server.ts as a real child process on `dir`; killed when the test ends. Returns its base URL. */
 export function serverProcess(t: ExecutionContext, dir: string, key: string): Promise<string> {
-  const child = spawn(process.execPath, ['--import=tsx/esm', 'test/fixtures/http-server.ts', dir, key], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+  return fixtureProcess(t, 'test/fixtures/http-server.ts', [dir, key]);
+}
+
+/** Starts a server fixture (a file under test/fixtures printing `listening <port>`) as a real child process; killed when the test ends. Returns its base URL. */
+export function fixtureProcess(t: ExecutionContext, fixture: string, args: readonly string[]): Promise<string> {
+  const child = spawn(process.execPath, ['--import=tsx/esm', fixture, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
   t.teardown(() => {
     child.kill('SIGKILL');
   });
