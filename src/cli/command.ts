@@ -1,8 +1,9 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { errorCode, isSealedSessionError } from '../errors.js';
-import { defaultIo, type Io } from '../backends/file/io.js';
-import { configuredSecrets } from '../crypto/key-source.js';
+import { defaultIo, keyFileAccess, type Io } from '../backends/file/io.js';
+import { configuredSecrets, readKeyFileText } from '../crypto/key-source.js';
+import { splitKeys } from '../crypto/keys.js';
 import { openKeylessStore, openStore, type Store } from '../core/store.js';
 import { folderCount, folderProgressIo, startProgress, type Progress } from './progress.js';
 
@@ -30,8 +31,9 @@ export const DATA_DIR_OPTIONS = {
 
 export const DATA_DIR_HELP = `  --dir D          the data dir (default sessions-data)
   --json           print the result as JSON on stdout
-  --key-file F     a file holding the keys (comma-separated); default: SESSION_KEYS, else
-                   (outside production) the development key beside the data dir, if there is one
+  --key-file F     a file holding the keys (one a line, or comma-separated; mode 0600, yours,
+                   not a symlink); default: SESSION_KEYS, else (NODE_ENV unset, development or
+                   test) the development key beside the data dir, if there is one
   -h, --help       show this help`;
 
 export interface Parsed {
@@ -112,22 +114,28 @@ export class Command {
    * never makes one. `required`: no key is a usage error.
    */
   async keys(dir: string, required: boolean): Promise<string[]> {
-    const file = this.string('key-file');
-    let keys: string[];
-    if (file !== undefined) {
-      let text: string;
-      try {
-        text = await defaultIo.readText(file);
-      } catch (error) {
-        throw new UsageError(`cannot read --key-file (${errorCode(error) ?? 'error'})`);
-      }
-      if (text.trim().replaceAll(',', '') === '') throw new UsageError('--key-file holds no key');
-      keys = await configuredSecrets(text, dir, defaultIo);
-    } else {
-      keys = await configuredSecrets(undefined, dir, defaultIo);
-    }
+    const text = await this.keyFile();
+    const keys = await configuredSecrets(text, dir, keyFileAccess);
     if (required && keys.length === 0) throw new UsageError('no session keys: set SESSION_KEYS or pass --key-file');
     return keys;
+  }
+
+  /**
+   * The text of `--key-file`, if given: read only if it is a regular file of this user with no
+   * group or other permission, never through a symlink (else `ERR_SESSION_KEY_UNSAFE`, exit 2).
+   */
+  async keyFile(): Promise<string | undefined> {
+    const file = this.string('key-file');
+    if (file === undefined) return undefined;
+    let text: string;
+    try {
+      text = await readKeyFileText(file, keyFileAccess);
+    } catch (error) {
+      if (isSealedSessionError(error)) throw error;
+      throw new UsageError(`cannot read --key-file (${errorCode(error) ?? 'error'})`);
+    }
+    if (splitKeys(text).length === 0) throw new UsageError('--key-file holds no key');
+    return text;
   }
 
   /**
@@ -168,7 +176,12 @@ export async function runCommand(name: string, io: CliIo, body: () => Promise<Ex
   } catch (error) {
     if (error instanceof UsageError) return usage(io, name, error.message);
     const problem = isSealedSessionError(error) ? error.message.replace(/^sealed-sessions: /, '') : `failed (${errorCode(error) ?? 'error'})`;
-    if (isSealedSessionError(error, 'ERR_SESSION_KEYS_MISSING') || isSealedSessionError(error, 'ERR_SESSION_KEY_WEAK') || isSealedSessionError(error, 'ERR_SESSION_OPTION')) {
+    if (
+      isSealedSessionError(error, 'ERR_SESSION_KEYS_MISSING') ||
+      isSealedSessionError(error, 'ERR_SESSION_KEY_WEAK') ||
+      isSealedSessionError(error, 'ERR_SESSION_KEY_UNSAFE') ||
+      isSealedSessionError(error, 'ERR_SESSION_OPTION')
+    ) {
       return usage(io, name, problem);
     }
     io.err(`${name}: ${problem}`);

@@ -27,7 +27,7 @@ Commands:
 Options (commands on a data dir):
   --dir D        the data dir (default sessions-data)
   --json         machine-readable output on stdout
-  --key-file F   the keys, comma-separated (default: SESSION_KEYS)
+  --key-file F   the keys, one a line or comma-separated (default: SESSION_KEYS)
   -h, --help     help for a command: sealed-sessions <command> --help
 
 Long commands draw a progress bar when stderr is a terminal. Exit codes: 0 ok, 1 problems

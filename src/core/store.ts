@@ -5,6 +5,7 @@ import { forEachLimited } from './for-each-limited.js';
 import { FileBackend, plaintextOf, type ScanEntry, type StoredSession, type TamperReason } from '../backends/file/file-backend.js';
 import type { JsonValue } from './json-value.js';
 import { resolveSecrets } from '../crypto/key-source.js';
+import { keyFileAccess } from '../backends/file/io.js';
 import { createKeyring, generateKey } from '../crypto/keys.js';
 import { resolveOptions, type ResolvedOptions, type StoreOptions } from './options.js';
 import type { EnvelopeHeader } from '../crypto/seal.js';
@@ -90,7 +91,7 @@ export function isExpired(header: EnvelopeHeader, mtimeMs: number, now: number):
 /** Opens (creating if needed) a session store. Fast whatever the number of stored sessions: it reads no session. */
 export async function openStore(options: StoreOptions = {}): Promise<Store> {
   const resolved = resolveOptions(options);
-  const keyring = createKeyring(await resolveSecrets(resolved.keys, resolved.dir, resolved.io));
+  const keyring = createKeyring(await resolveSecrets(resolved.keys, resolved.dir, keyFileAccess));
   const backend = new FileBackend(
     resolved.dir,
     keyring,

@@ -21,8 +21,7 @@ export type FaultPoint =
   | 'lstat'
   | 'opendir'
   | 'lock'
-  | 'readText'
-  | 'createExclusive';
+  | 'readText';
 
 export interface FaultyIo {
   /** Pass as `openStore({ io })`. */
@@ -97,7 +96,6 @@ export function faultyIo(base: Io = defaultIo): FaultyIo {
     opendir: guard('opendir', 'opendir', base.opendir),
     lock: guard('lock', 'mkdir', base.lock),
     readText: guard('readText', 'open', base.readText),
-    createExclusive: guard('createExclusive', 'open', base.createExclusive),
   };
 
   return {
