@@ -30,10 +30,13 @@ function derive(secret: string, purpose: string, length: number): Buffer {
   return Buffer.from(hkdfSync('sha256', Buffer.from(secret, 'utf8'), SALT, purpose, length));
 }
 
-/** Splits the `keys` option / `SESSION_KEYS` into secrets (comma-separated strings accepted). */
+/**
+ * Splits the `keys` option / `SESSION_KEYS` / a key file into secrets: one a line or
+ * comma-separated (or both), surrounding whitespace trimmed, empty entries dropped.
+ */
 export function splitKeys(input: string | readonly string[] | undefined): string[] {
   if (input === undefined) return [];
-  const list = typeof input === 'string' ? input.split(',') : [...input];
+  const list = typeof input === 'string' ? input.split(/[,\n]/) : [...input];
   return list.map((key) => key.trim()).filter((key) => key.length > 0);
 }
 
