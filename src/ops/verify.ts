@@ -22,6 +22,8 @@ export type RepairAction =
   | 'removed'
   /** Found fine, or gone, when looked at again under the lock: a server rewrote or removed it meanwhile. */
   | 'resolved'
+  /** Left in place on purpose: sealed under a key not given, which may just be missing (see `includeWrongKey`). */
+  | 'kept'
   /** Left in place: its lock could not be had, or the disk refused (see `error`). */
   | 'left';
 
@@ -52,6 +54,11 @@ export interface VerifyReport {
 export interface VerifyOptions {
   /** Quarantine bad session files, remove debris. */
   readonly repair?: boolean;
+  /**
+   * Also quarantine files sealed under a key not given. Off by default: a wrong or missing key
+   * makes every file look like that, and quarantining them all would log everyone out.
+   */
+  readonly includeWrongKey?: boolean;
   /** The time, for naming the quarantine folder. @default new Date() */
   readonly date?: Date;
   readonly operationsIo?: OperationsIo;
@@ -67,7 +74,8 @@ export function tempMaxAgeMs(lockStaleMs: number): number {
 
 /**
  * Opens (authenticates and decrypts) every session file of the store and looks at its debris.
- * With `repair`, moves each bad session file into `<dir>/quarantine/<date>/<2 hex>/<name>.sess`
+ * With `repair`, moves each tampered or unreadable session file (one sealed under a key not given
+ * only with `includeWrongKey`) into `<dir>/quarantine/<date>/<2 hex>/<name>.sess`
  * (same layout as the data dir: moving it back is a plain `mv`), under the session's lock and
  * after checking again that it is still bad, so that a server writing a good version meanwhile
  * keeps it; it never deletes a session file. Stale locks are cleared the way gc clears them (by
@@ -149,15 +157,18 @@ export async function verifyStore(store: Store, options: VerifyOptions = {}): Pr
       moved.push(finding);
     };
 
+    const keep = (problem: VerifyProblem | 'ok' | 'expired' | 'missing') => problem === 'wrong-key' && options.includeWrongKey !== true;
     const repairName = async (name: string, found: { session?: VerifyFinding; lock?: VerifyFinding }): Promise<void> => {
       const { session, lock } = found;
-      if (session !== undefined) {
+      if (session !== undefined && keep(session.problem)) session.action = 'kept';
+      else if (session !== undefined) {
         try {
           // Under the lock (a stale one is taken over), and looked at again: a server may have
           // just written a good version, which must stay.
           session.action = await backend.withLock(name, async (assertHeld) => {
             const again = await inspect(backend, name);
             if (again === 'missing' || again === 'ok' || again === 'expired') return 'resolved' as const;
+            if (keep(again)) return 'kept' as const;
             assertHeld();
             await moveAway(name, session);
             return 'quarantined' as const;
