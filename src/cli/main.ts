@@ -17,7 +17,7 @@ Commands:
   keygen                      print a new random key (32 bytes, base64url) for SESSION_KEYS
   stats                       count sessions, bytes, key ids, expired ones and debris (no key needed)
   gc [--dry-run]              remove expired sessions and debris (no key needed; safe while servers run)
-  verify [--repair]           open every session file; --repair quarantines bad ones, removes debris
+  verify [--repair]           open every session file; --repair quarantines tampered ones, removes debris
   rekey                       rewrite every session under the first key (then old keys can go)
   show <cookie value | id>    print one live session's data as JSON (never its id)
   backup <dest>               copy the data dir consistently while servers write (no key needed)
