@@ -218,10 +218,13 @@ export interface OperationsIo {
   rename(from: string, to: string): Promise<void>;
   /** Creates `path` holding `data`, mode 0600 whatever the umask; fails with EEXIST if it exists. Fsynced. */
   createFile(path: string, data: Buffer): Promise<void>;
+  /** The path with every symlink resolved (realpath(3)); ENOENT when some part does not exist. */
+  realpath(path: string): Promise<string>;
 }
 
 export const operationsIo: OperationsIo = {
   rename: (from, to) => fs.promises.rename(from, to),
+  realpath: (path) => fs.promises.realpath(path),
   createFile: async (path, data) => {
     const handle = await fs.promises.open(path, 'wx', 0o600);
     try {
