@@ -47,7 +47,9 @@ export async function backupStore(store: Store, dest: string, options: BackupOpt
   const date = options.date ?? new Date();
   const root = path.resolve(dest);
   const source = store.dir;
-  if (isInside(root, source) || isInside(source, root)) {
+  // Real paths: a symlink on the way to dest (or to the data dir) must not hide that one lies in the other.
+  const [realRoot, realSource] = await Promise.all([realPathOf(ops, root), realPathOf(ops, source)]);
+  if (isInside(realRoot, realSource) || isInside(realSource, realRoot)) {
     throw sessionTypeError('ERR_SESSION_OPTION', 'the backup destination must lie outside the data dir (and not contain it)');
   }
   await prepareDestination(store, root);
@@ -109,6 +111,19 @@ async function prepareDestination(store: Store, root: string): Promise<void> {
     }
   }
   await io.mkdir(root, 0o700);
+}
+
+/** `target` with the symlinks of its existing part resolved; the part that does not exist yet is appended as it is. */
+async function realPathOf(ops: OperationsIo, target: string): Promise<string> {
+  const missing: string[] = [];
+  for (let existing = target; ; existing = path.dirname(existing)) {
+    try {
+      return path.join(await ops.realpath(existing), ...missing);
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT' || path.dirname(existing) === existing) throw error;
+      missing.unshift(path.basename(existing));
+    }
+  }
 }
 
 /** True when `inner` is `outer` or lies inside it. */
