@@ -1,6 +1,6 @@
 import path from 'node:path';
 import pMap from 'p-map';
-import { errorCode, isSealedSessionError } from '../errors.js';
+import { errorCode, isSealedSessionError, SealedSessionError } from '../errors.js';
 import type { FileBackend, ScanEntry } from '../backends/file/file-backend.js';
 import { forEachLimited } from '../core/for-each-limited.js';
 import { operationsIo, type OperationsIo } from '../backends/file/io.js';
@@ -143,6 +143,7 @@ export async function verifyStore(store: Store, options: VerifyOptions = {}): Pr
   );
   let quarantine: string | null = null;
   if (options.repair === true && findings.length > 0) {
+    await assertRealQuarantine(store);
     const ops = options.operationsIo ?? operationsIo;
     const run = QUARANTINE_FOLDER + '/' + (options.date ?? new Date()).toISOString().replaceAll(':', '-');
     const moved: VerifyFinding[] = [];
@@ -205,6 +206,27 @@ export async function verifyStore(store: Store, options: VerifyOptions = {}): Pr
     }
   }
   return { ...counts, problems, findings, quarantine };
+}
+
+/**
+ * The quarantine must be a real folder inside the data dir (or not exist yet): a symlink there
+ * would send tampered files and findings.json out of the 0700 data dir, wherever it points.
+ */
+async function assertRealQuarantine(store: Store): Promise<void> {
+  const folder = path.join(store.dir, QUARANTINE_FOLDER);
+  let stats;
+  try {
+    stats = await store.options.io.lstat(folder);
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return;
+    throw error;
+  }
+  if (!stats.isDirectory()) {
+    throw new SealedSessionError(
+      'ERR_SESSION_STORE_IO',
+      `${folder} is not a real folder inside the data dir (${stats.isSymbolicLink() ? 'a symbolic link' : 'not a folder'}): move it away, then repair again`,
+    );
+  }
 }
 
 function entryOf<T extends object>(map: Map<string, T>, name: string): T {
