@@ -4,7 +4,7 @@ import test from 'ava';
 import { openStore, type Store } from '../src/index.js';
 import { createKeyring, splitKeys } from '../src/crypto/keys.js';
 import { cli, type CliResult } from './helpers/cli.js';
-import { exists, KEY, listFiles, OLD_KEY, tempDir } from './helpers/temp-dir.js';
+import { exists, KEY, listFiles, OLD_KEY, sessionFileOf, tempDir } from './helpers/temp-dir.js';
 
 /*
  * The operator's mistakes of issue 10 (items 5 and 6), replayed through the CLI in child
@@ -101,4 +101,105 @@ test('a key file holding one key a line (and SESSION_KEYS with newlines) gives e
   const store = await openStore({ dir, keys: `${KEY}\n${OLD_KEY}` });
   for (const id of ids) t.truthy(await store.load(id));
   assertNoSecrets(t, [fromFile, fromEnv], ids);
+});
+
+// ---------------------------------------------------------------- item 6: paths through symlinks
+
+test('--dir given as a symlink to the data dir works (a cron gc runs); a symlink to nothing or to a file is still no data dir', async (t) => {
+  const dir = await tempDir(t);
+  const root = path.dirname(dir);
+  const live = await seed(await openStore({ dir, keys: KEY }), 2);
+  await seed(await openStore({ dir, keys: KEY, now: () => Date.now() - 10 * 86_400_000, absoluteTimeout: 3600 }), 3);
+  const link = path.join(root, 'current');
+  await fs.symlink(dir, link);
+
+  const gc = await cli(['gc', '--dir', link, '--json']);
+  t.is(gc.code, 0, gc.stderr);
+  t.like(JSON.parse(gc.stdout), { removed: 3 });
+  const stats = await cli(['stats', '--dir', link, '--json']);
+  t.like(JSON.parse(stats.stdout), { sessions: 2, live: 2 });
+  const verify = await cli(['verify', '--dir', link], { SESSION_KEYS: KEY });
+  t.is(verify.code, 0, verify.stdout);
+  const store = await openStore({ dir, keys: KEY });
+  for (const id of live) t.truthy(await store.load(id));
+
+  const dangling = path.join(root, 'dangling');
+  await fs.symlink(path.join(root, 'nothing'), dangling);
+  const file = path.join(root, 'a-file');
+  await fs.writeFile(file, '');
+  const toFile = path.join(root, 'to-file');
+  await fs.symlink(file, toFile);
+  for (const bad of [dangling, toFile]) {
+    const result = await cli(['gc', '--dir', bad]);
+    t.is(result.code, 2);
+    t.regex(result.stderr, /no data dir/);
+  }
+  assertNoSecrets(t, [gc, stats, verify], live);
+});
+
+test('backup into a path that leads through a symlink into the data dir is refused; through a symlink elsewhere it works', async (t) => {
+  const dir = await tempDir(t);
+  const root = path.dirname(dir);
+  await seed(await openStore({ dir, keys: KEY }), 3);
+  const before = (await listFiles(dir)).sort();
+  const intoData = path.join(root, 'backups');
+  await fs.symlink(dir, intoData);
+  await fs.mkdir(path.join(dir, 'empty'), { mode: 0o700 });
+  const inside = path.join(root, 'inside-link');
+  await fs.symlink(path.join(dir, 'empty'), inside);
+
+  for (const dest of [path.join(intoData, 'copy'), path.join(intoData, 'empty', 'copy'), path.join(inside, 'copy')]) {
+    const refused = await cli(['backup', '--dir', dir, '--', dest]);
+    t.is(refused.code, 2, `${dest}: ${refused.stdout}`);
+    t.regex(refused.stderr, /outside the data dir/);
+  }
+  // Through a symlinked data dir too, with the destination in the real one.
+  const dataLink = path.join(root, 'data-link');
+  await fs.symlink(dir, dataLink);
+  const viaLink = await cli(['backup', '--dir', dataLink, '--', path.join(dir, 'copy')]);
+  t.is(viaLink.code, 2, viaLink.stdout);
+  t.deepEqual((await listFiles(dir)).sort(), before, 'something was written into the data dir');
+  t.deepEqual(await fs.readdir(path.join(dir, 'empty')), []);
+
+  const elsewhere = path.join(root, 'elsewhere');
+  await fs.mkdir(elsewhere);
+  await fs.symlink(elsewhere, path.join(root, 'elsewhere-link'));
+  const fine = await cli(['backup', '--dir', dataLink, '--json', '--', path.join(root, 'elsewhere-link', 'copy')]);
+  t.is(fine.code, 0, fine.stderr);
+  t.like(JSON.parse(fine.stdout), { sessions: 3 });
+  t.is((await listFiles(path.join(elsewhere, 'copy'))).filter((file) => file.endsWith('.sess')).length, 3);
+});
+
+test('verify --repair refuses a quarantine that is a symlink (or a file): nothing leaves the data dir', async (t) => {
+  const dir = await tempDir(t);
+  const root = path.dirname(dir);
+  const [id] = await seed(await openStore({ dir, keys: KEY }), 2);
+  const file = sessionFileOf(dir, id!);
+  const bytes = await fs.readFile(file);
+  bytes[bytes.length - 3]! ^= 0x01;
+  await fs.writeFile(file, bytes);
+  const outside = path.join(root, 'outside');
+  await fs.mkdir(outside, { mode: 0o777 });
+  await fs.symlink(outside, path.join(dir, 'quarantine'));
+
+  const repair = await cli(['verify', '--repair', '--dir', dir], { SESSION_KEYS: KEY });
+  t.is(repair.code, 1);
+  t.regex(repair.stderr, /quarantine is not a real folder inside the data dir \(a symbolic link\)/);
+  t.deepEqual(await fs.readdir(outside), [], 'files were sent out of the data dir');
+  t.deepEqual(await fs.readFile(file), bytes, 'the tampered file was moved');
+
+  await fs.unlink(path.join(dir, 'quarantine'));
+  await fs.writeFile(path.join(dir, 'quarantine'), '');
+  const onFile = await cli(['verify', '--repair', '--dir', dir], { SESSION_KEYS: KEY });
+  t.is(onFile.code, 1);
+  t.regex(onFile.stderr, /not a folder/);
+  t.true(await exists(file));
+
+  // A real folder is used as before.
+  await fs.unlink(path.join(dir, 'quarantine'));
+  const real = await cli(['verify', '--repair', '--dir', dir, '--json'], { SESSION_KEYS: KEY });
+  const report = JSON.parse(real.stdout) as { quarantine: string };
+  t.false(await exists(file));
+  t.true(await exists(path.join(dir, report.quarantine, path.relative(dir, file))));
+  assertNoSecrets(t, [repair, onFile, real], [id!]);
 });

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { errorCode, isSealedSessionError } from '../errors.js';
-import { defaultIo, keyFileAccess, type Io } from '../backends/file/io.js';
+import { defaultIo, keyFileAccess, operationsIo, type Io } from '../backends/file/io.js';
 import { configuredSecrets, readKeyFileText } from '../crypto/key-source.js';
 import { splitKeys } from '../crypto/keys.js';
 import { openKeylessStore, openStore, type Store } from '../core/store.js';
@@ -96,12 +96,16 @@ export class Command {
     return this.positionals;
   }
 
-  /** The data dir (absolute); it must exist (a command never creates one by mistake). */
+  /**
+   * The data dir (absolute); it must exist (a command never creates one by mistake). A symlink to
+   * a folder is accepted, as the library accepts it. The path is returned as given, not resolved:
+   * the development key sits beside the path the servers are given, which is this one.
+   */
   async dataDir(): Promise<string> {
     const dir = path.resolve(this.string('dir') ?? 'sessions-data');
     let isDirectory = false;
     try {
-      isDirectory = (await defaultIo.lstat(dir)).isDirectory();
+      isDirectory = (await defaultIo.lstat(await operationsIo.realpath(dir))).isDirectory();
     } catch (error) {
       if (errorCode(error) !== 'ENOENT') throw new UsageError(`cannot open the data dir (${errorCode(error) ?? 'error'})`);
     }
