@@ -203,3 +203,44 @@ test('verify --repair refuses a quarantine that is a symlink (or a file): nothin
   t.true(await exists(path.join(dir, report.quarantine, path.relative(dir, file))));
   assertNoSecrets(t, [repair, onFile, real], [id!]);
 });
+
+// ---------------------------------------------------------------- item 6: ids on stderr
+
+test('show --<id> and show -<id> never echo the id (nor its cookie): the hint says to put it after --', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore({ dir, keys: KEY });
+  // Real ids, drawn until one starts with '--' (1 in 4,096) and one with '-' and a letter (1 in 64 of those with '-').
+  const made = async (wanted: RegExp): Promise<string> => {
+    for (;;) {
+      const session = store.create();
+      if (!wanted.test(session.id)) continue;
+      session.set('user', 'ada');
+      await session.save();
+      return session.id;
+    }
+  };
+  const ids = [await made(/^--/), await made(/^-[a-z]/), await made(/^-[A-Z0-9_]/)];
+  const env = { SESSION_KEYS: KEY };
+  const results: CliResult[] = [];
+  await Promise.all(
+    ids.map(async (id) => {
+      const signed = `${id}.${'x'.repeat(43)}`;
+      const cases = [['show', '--dir', dir, id], ['show', id, '--dir', dir], ['show', '--dir', dir, '--json', signed], ['verify', id, '--dir', dir]];
+      for (const [index, result] of (await Promise.all(cases.map((args) => cli(args, env)))).entries()) {
+        results.push(result);
+        t.is(result.code, 2, `${cases[index]!.join(' ')}: ${result.stdout}`);
+        t.regex(result.stderr, /an argument that starts with '-' \(put values after --\)/);
+        // Not the id, nor any 8 characters of it.
+        for (let start = 0; start + 8 <= id.length; start++) t.false(result.stderr.includes(id.slice(start, start + 8)), result.stderr);
+      }
+      const shown = await cli(['show', '--dir', dir, '--json', '--', id], env);
+      t.is(shown.code, 0, shown.stderr);
+      t.deepEqual(JSON.parse(shown.stdout), { user: 'ada' });
+      results.push(shown);
+    }),
+  );
+  // A mistyped option is still named.
+  const typo = await cli(['show', '--jsno', '--dir', dir, '--', ids[0]!], env);
+  t.regex(typo.stderr, /Unknown option '--jsno'/);
+  assertNoSecrets(t, [...results, typo], ids);
+});

@@ -60,14 +60,14 @@ export class Command {
    * `--` (an id can start with `-`).
    */
   static parse(name: string, io: CliIo, args: readonly string[], help: string, options: Record<string, OptionSpec>): Command | ExitCode {
+    const all: Record<string, OptionSpec> = { help: { type: 'boolean', short: 'h' }, ...options };
     let parsed;
     try {
-      parsed = parseArgs({ args: [...args], options: { help: { type: 'boolean', short: 'h' }, ...options }, allowPositionals: true, strict: true });
+      parsed = parseArgs({ args: [...args], options: all, allowPositionals: true, strict: true });
     } catch (error) {
-      // Node's first sentence ("Unknown option '--x'"); the rest is advice about '--'.
-      return usage(io, name, (error as Error).message.split(/\.\s/)[0] ?? 'bad arguments');
+      return usage(io, name, parseProblem(error, args, all));
     }
-    if (parsed.values.help === true) {
+    if (parsed.values['help'] === true) {
       io.out(help);
       return 0;
     }
@@ -162,6 +162,32 @@ export class Command {
   printJson(value: unknown): void {
     this.io.out(JSON.stringify(value));
   }
+}
+
+/** An option name as a person types one; anything else is never echoed. */
+const OPTION_NAME = /^--?[a-z][a-z-]{0,30}$/;
+const NOT_AN_OPTION = "an argument that starts with '-' (put values after --)";
+
+/**
+ * What to say about arguments that parseArgs refused, without echoing any of them that could be
+ * a session id or a cookie value (1 id in 4,096 starts with \`--\`, 1 in 64 with \`-\`). Node's
+ * message quotes the argument itself: an unknown option is named only when it was given whole
+ * (not one letter of \`-abc…\`) and looks like an option name.
+ */
+function parseProblem(error: unknown, args: readonly string[], options: Record<string, OptionSpec>): string {
+  if (errorCode(error) === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    const { tokens } = parseArgs({ args: [...args], options, allowPositionals: true, strict: false, tokens: true });
+    const unknown = tokens.find((token) => token.kind === 'option' && !Object.hasOwn(options, token.name));
+    if (unknown?.kind !== 'option') return NOT_AN_OPTION;
+    const given = args[unknown.index] ?? '';
+    const whole = given === unknown.rawName || given.startsWith(`${unknown.rawName}=`);
+    return whole && OPTION_NAME.test(unknown.rawName) ? `Unknown option '${unknown.rawName}'` : NOT_AN_OPTION;
+  }
+  // The other refusals quote option names only ("Option '--dir <value>' argument missing"); the
+  // first sentence is kept, and only if every quoted part of it is an option name.
+  const first = (error instanceof Error ? error.message : '').split(/\.\s/)[0] ?? '';
+  const quoted = [...first.matchAll(/'([^']*)'/g)].map((match) => (match[1] ?? '').replace(/ <value>$/, '').split(', '));
+  return first !== '' && quoted.flat().every((part) => OPTION_NAME.test(part)) ? first : 'bad arguments';
 }
 
 export function usage(io: CliIo, name: string, problem: string): ExitCode {
