@@ -47,7 +47,11 @@ async function openWithoutKeys(dir: string, env: Record<string, string> = {}, pe
 const OPEN_BODY = `
   const warnings = [];
   process.on('warning', (warning) => { if (warning.code === 'SEALED_SESSIONS_DEV_KEY') warnings.push(warning.message); });
-  if (args.wait) { const fs = await import('node:fs'); while (!fs.existsSync(args.wait)) await new Promise((r) => setTimeout(r, 10)); }
+  if (args.wait) {
+    const fs = await import('node:fs');
+    if (args.ready) fs.writeFileSync(args.ready + '/' + process.pid, '');
+    while (!fs.existsSync(args.wait)) await new Promise((r) => setTimeout(r, 10));
+  }
   let result;
   try {
     const store = await openStore({ dir: args.dir });
@@ -86,25 +90,31 @@ async function writeKeyFile(file: string, text: string, mode: number): Promise<v
 // ---------------------------------------------------------------- modes, types, symlinks
 
 test('a development key file with any group or other permission bit is refused with ERR_SESSION_KEY_UNSAFE, naming the path and chmod 600', async (t) => {
-  const dir = await tempDir(t);
-  const file = devKeyPath(dir);
   const key = generateKey();
-  for (const mode of [0o644, 0o640, 0o604, 0o620, 0o602, 0o610, 0o601, 0o666]) {
+  const withMode = async (mode: number) => {
+    const dir = await tempDir(t);
+    const file = devKeyPath(dir);
     await writeKeyFile(file, `${key}\n`, mode);
-    const opened = await openWithoutKeys(dir);
-    t.is(opened.error?.code, 'ERR_SESSION_KEY_UNSAFE', `mode ${mode.toString(8)}: ${opened.stderr}`);
-    t.true(opened.error?.message.includes(file), 'the message names the file');
-    t.true(opened.error?.message.includes(`chmod 600 ${file}`), 'the message names the fix');
-    t.false(opened.error?.message.includes(key), 'the message holds the key');
-    t.deepEqual(opened.warnings, []);
-    t.is(await fs.readFile(file, 'utf8'), `${key}\n`, 'the file was changed');
-  }
-  // Owner-only modes are fine, and the same key is used.
-  for (const mode of [0o600, 0o400]) {
-    await writeKeyFile(file, `${key}\n`, mode);
-    const opened = await openWithoutKeys(dir);
-    t.true(opened.ok, opened.stderr);
-  }
+    return { file, opened: await openWithoutKeys(dir) };
+  };
+  await Promise.all(
+    [0o644, 0o640, 0o604, 0o620, 0o602, 0o610, 0o601, 0o666].map(async (mode) => {
+      const { file, opened } = await withMode(mode);
+      t.is(opened.error?.code, 'ERR_SESSION_KEY_UNSAFE', `mode ${mode.toString(8)}: ${opened.stderr}`);
+      t.true(opened.error?.message.includes(file), 'the message names the file');
+      t.true(opened.error?.message.includes(`chmod 600 ${file}`), 'the message names the fix');
+      t.false(opened.error?.message.includes(key), 'the message holds the key');
+      t.deepEqual(opened.warnings, []);
+      t.is(await fs.readFile(file, 'utf8'), `${key}\n`, 'the file was changed');
+    }),
+  );
+  // Owner-only modes are fine.
+  await Promise.all(
+    [0o600, 0o400].map(async (mode) => {
+      const { opened } = await withMode(mode);
+      t.true(opened.ok, opened.stderr);
+    }),
+  );
 });
 
 test('a symlink at the development key path is refused and never followed: its target is neither used, nor created, nor changed', async (t) => {
@@ -258,7 +268,7 @@ test('a data dir, or the folder the development key sits in, owned by another us
 // ---------------------------------------------------------------- NODE_ENV
 
 test('a development key is made only when NODE_ENV is unset, empty, development or test; any other value needs keys', async (t) => {
-  for (const nodeEnv of ['production', 'Production', 'PRODUCTION', 'prod', 'staging', 'Development', 'dev', ' production']) {
+  const refused = ['production', 'Production', 'PRODUCTION', 'prod', 'staging', 'Development', 'dev', ' production'].map(async (nodeEnv) => {
     const dir = await tempDir(t);
     const opened = await openWithoutKeys(dir, { NODE_ENV: nodeEnv });
     t.is(opened.error?.code, 'ERR_SESSION_KEYS_MISSING', `NODE_ENV=${nodeEnv}: ${opened.stderr}`);
@@ -270,13 +280,14 @@ test('a development key is made only when NODE_ENV is unset, empty, development 
     const verify = await cli(['verify', '--dir', dir], { NODE_ENV: nodeEnv });
     t.is(verify.code, 2);
     t.regex(verify.stderr, /no session keys/);
-  }
-  for (const nodeEnv of ['development', 'test', '']) {
+  });
+  const made = ['development', 'test', ''].map(async (nodeEnv) => {
     const dir = await tempDir(t);
     const opened = await openWithoutKeys(dir, { NODE_ENV: nodeEnv });
     t.true(opened.ok, `NODE_ENV=${nodeEnv}: ${opened.stderr}`);
     t.is((await fs.stat(devKeyPath(dir))).mode & 0o777, 0o600);
-  }
+  });
+  await Promise.all([...refused, ...made]);
 });
 
 // ---------------------------------------------------------------- creation races
@@ -284,10 +295,14 @@ test('a development key is made only when NODE_ENV is unset, empty, development 
 test('processes starting together on a fresh dir all end up with the one key; exactly one of them made it', async (t) => {
   for (let round = 0; round < 3; round++) {
     const dir = await tempDir(t);
-    const go = path.join(path.dirname(dir), 'go');
-    const starts = Array.from({ length: 6 }, () => startSnippet(OPEN_BODY, { dir, wait: go }));
-    // Released together once every process is up.
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const control = path.dirname(await tempDir(t));
+    const go = path.join(control, 'go');
+    const starts = Array.from({ length: 6 }, () => startSnippet(OPEN_BODY, { dir, wait: go, ready: control }));
+    // Released together once every process is up and waiting.
+    for (const deadline = Date.now() + 60_000; (await fs.readdir(control)).length < starts.length; ) {
+      if (Date.now() > deadline) return t.fail('the processes did not start');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     await fs.writeFile(go, '');
     const results = await Promise.all(starts.map((start) => openWithoutKeys(dir, {}, start)));
     for (const result of results) t.true(result.ok, result.stderr);
