@@ -142,6 +142,16 @@ test('a symlink at the development key path is refused and never followed: its t
   await t.throwsAsync(fs.lstat(nowhere), { code: 'ENOENT' });
 });
 
+test('a hard link at the development key path (another name of a private file of ours) is refused', async (t) => {
+  const dir = await tempDir(t);
+  const other = path.join(path.dirname(dir), 'some-private-file');
+  await writeKeyFile(other, `known-content-${'0123456789'.repeat(4)}\n`, 0o600);
+  await fs.link(other, devKeyPath(dir));
+  const opened = await openWithoutKeys(dir);
+  t.is(opened.error?.code, 'ERR_SESSION_KEY_UNSAFE', opened.stderr);
+  t.regex(opened.error?.message ?? '', /2 names \(hard links\)/);
+});
+
 test('a FIFO or a folder at the development key path is refused at once (no hang)', async (t) => {
   const dir = await tempDir(t);
   const file = devKeyPath(dir);

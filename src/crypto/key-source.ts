@@ -14,6 +14,8 @@ export type KeyFileFound =
       readonly mode: number;
       /** The whole size, whatever was read. */
       readonly size: number;
+      /** Its number of names (hard links). */
+      readonly links: number;
       /** Its first `limit` bytes, as UTF-8. */
       readonly text: string;
     };
@@ -215,6 +217,11 @@ function privateText(file: string, found: KeyFileFound, what: 'development key f
           `chmod 600 ${file}${what === 'development key file' ? ', or remove it if others may have read it' : ''}`,
       );
     }
+  }
+  // Another name for a file of ours (a hard link made where the key is looked for) would make
+  // whatever that file holds the key; a key file has one name.
+  if (found.links !== 1) {
+    throw unsafe(`the ${what} ${file} has ${found.links} names (hard links), so it may be another file: ${what === 'development key file' ? 'remove it (a new one is made at the next start)' : 'copy the keys into a file of their own'}`);
   }
   if (found.size > MAX_KEY_FILE_BYTES) throw unsafe(`the ${what} ${file} is over ${MAX_KEY_FILE_BYTES / 1024} KiB: not a key file`);
   return found.text;

@@ -273,7 +273,7 @@ export const keyFileAccess: KeyFileAccess = {
         if (bytesRead === 0) break;
         length += bytesRead;
       }
-      const found: KeyFileFound = { type: 'file', uid: stats.uid, mode: stats.mode & 0o7777, size: stats.size, text: buffer.toString('utf8', 0, length) };
+      const found: KeyFileFound = { type: 'file', uid: stats.uid, mode: stats.mode & 0o7777, size: stats.size, links: stats.nlink, text: buffer.toString('utf8', 0, length) };
       return found;
     } finally {
       await handle.close();
