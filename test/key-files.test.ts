@@ -160,7 +160,8 @@ test('a FIFO or a folder at the development key path is refused at once (no hang
   const fifo = await openWithoutKeys(dir);
   t.is(fifo.error?.code, 'ERR_SESSION_KEY_UNSAFE', fifo.stderr);
   t.regex(fifo.error?.message ?? '', /not a regular file/);
-  t.true(Date.now() - started < 20_000);
+  // A blocking open would hang until the FIFO had a writer: forever (the old code did).
+  t.true(Date.now() - started < 90_000);
   await fs.unlink(file);
   await fs.mkdir(file, { mode: 0o700 });
   const folder = await openWithoutKeys(dir);
@@ -244,6 +245,21 @@ test('a symlink planted at the old predictable temp name (<key>.<pid>.tmp) is ne
   t.is(key.uid, 0);
   // No other name was used: the folder holds the data dir, the key, and what we put there.
   t.deepEqual((await fs.readdir(root)).sort(), ['.sessions-data.dev-key', path.basename(temp), 'go', 'precious', 'sessions-data'].sort());
+});
+
+test('a data dir planted by another user as a symlink to a folder of ours is refused; that folder is neither chmodded nor written', async (t) => {
+  if (!asRoot(t)) return;
+  const dir = await sharedParent(t);
+  const victim = path.join(path.dirname(dir), 'victim-dir');
+  await fs.mkdir(victim);
+  await fs.chmod(victim, 0o755);
+  await asNobody(t, `fs.symlinkSync(args.victim, args.dir);`, { victim, dir });
+  const opened = await openWithoutKeys(dir);
+  t.is(opened.error?.code, 'ERR_SESSION_KEY_UNSAFE', opened.stderr);
+  t.regex(opened.error?.message ?? '', /symbolic link of another user/);
+  t.is((await fs.stat(victim)).mode & 0o777, 0o755);
+  t.deepEqual(await fs.readdir(victim), []);
+  await t.throwsAsync(fs.lstat(devKeyPath(dir)), { code: 'ENOENT' });
 });
 
 test('a development key file owned by another uid is refused, even when it is 0600', async (t) => {

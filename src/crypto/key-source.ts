@@ -24,6 +24,8 @@ export type KeyFileFound =
 export interface FolderFound {
   readonly uid: number;
   readonly isDirectory: boolean;
+  /** When the path itself is a symlink: the symlink's owner. */
+  readonly linkUid?: number | undefined;
 }
 
 /**
@@ -52,6 +54,9 @@ const MAX_KEY_FILE_BYTES = 64 * 1024;
 
 /** What the creator writes: one generated key and a newline (44 bytes). */
 const DEV_KEY_LINE_BYTES = Buffer.byteLength(`${generateKey()}\n`);
+
+/** How long a reader waits for a key file shorter than a whole line to be filled. */
+const DEV_KEY_WAIT_MS = 5000;
 
 let devKeyAnnounced = false;
 
@@ -163,13 +168,15 @@ export async function readKeyFileText(file: string, access: KeyFileAccess): Prom
  * Why the wait: the creator makes the file with one exclusive open and then fills it with one
  * write of the whole line (44 bytes). Between the two, a racing reader finds the file, shorter
  * than a full key line (empty, in practice: one small write to a regular file is not seen half
- * done, but nothing here relies on that). Such a reader waits for the line, up to a second, instead
- * of using a cut key; a file still short after that (a creator killed between its open and its
- * write, or a shorter key put there by hand) is used as it is, and an empty one is an error
+ * done, but nothing here relies on that). Such a reader waits for the line, up to five seconds
+ * (a creator descheduled on a loaded machine), instead of using a cut key; a file still short
+ * after that (a creator killed between its open and its write, or a shorter key put there by
+ * hand) is used as it is — a cut key then fails the length check — and an empty one is an error
  * naming the fix.
  */
 async function readDevKey(file: string, access: KeyFileAccess): Promise<string | null> {
-  for (let attempt = 0; ; attempt++) {
+  const deadline = Date.now() + DEV_KEY_WAIT_MS;
+  for (;;) {
     let found;
     try {
       found = await access.readKeyFile(file, MAX_KEY_FILE_BYTES);
@@ -179,7 +186,7 @@ async function readDevKey(file: string, access: KeyFileAccess): Promise<string |
     }
     const text = privateText(file, found, 'development key file');
     const complete = text.endsWith('\n') || Buffer.byteLength(text) >= DEV_KEY_LINE_BYTES;
-    if (complete || attempt >= 40) {
+    if (complete || Date.now() >= deadline) {
       const [key] = splitKeys(text);
       if (key === undefined) {
         throw new SealedSessionError(
@@ -246,6 +253,10 @@ async function assertOwnFolders(dir: string, access: KeyFileAccess): Promise<voi
       `the folder ${path.dirname(dir)}, where the development key is kept, belongs to another user (uid ${parent.uid}): ` +
         'use a data dir in a folder of your own, or set SESSION_KEYS',
     );
+  }
+  if (data?.linkUid !== undefined && data.linkUid !== euid && data.linkUid !== 0) {
+    // Followed, it would have the data dir made (and chmodded 0700) wherever they point it.
+    throw unsafe(`the data dir ${dir} is a symbolic link of another user (uid ${data.linkUid}): remove it`);
   }
   if (data !== null && data.uid !== euid) {
     throw unsafe(`the data dir ${dir} belongs to another user (uid ${data.uid}), who could read and plant files in it: remove it, or chown it to uid ${euid}`);

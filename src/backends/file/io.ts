@@ -307,8 +307,9 @@ export const keyFileAccess: KeyFileAccess = {
   },
   folder: async (path) => {
     try {
-      const stats = await fs.promises.stat(path);
-      return { uid: stats.uid, isDirectory: stats.isDirectory() };
+      const link = await fs.promises.lstat(path);
+      const stats = link.isSymbolicLink() ? await fs.promises.stat(path) : link;
+      return { uid: stats.uid, isDirectory: stats.isDirectory(), linkUid: link.isSymbolicLink() ? link.uid : undefined };
     } catch (error) {
       if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') return null;
       throw error;
