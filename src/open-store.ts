@@ -1,5 +1,5 @@
 import { FileBackend } from './backends/file/file-backend.js';
-import { operationsIo } from './backends/file/io.js';
+import { keyFileAccess, operationsIo } from './backends/file/io.js';
 import { resolveFileOptions, type FileOptions } from './backends/file/options.js';
 import type { Backend } from './core/backend.js';
 import { maxEnvelopeBytes, resolveOptions, type CoreOptions } from './core/options.js';
@@ -31,7 +31,7 @@ function fileBackend(options: StoreOptions): FileBackend {
 export async function openStore(options: StoreOptions = {}): Promise<Store> {
   const resolved = resolveOptions(options);
   const file = resolveFileOptions(options);
-  const keyring = createKeyring(await resolveSecrets(resolved.keys, file.dir, file.io));
+  const keyring = createKeyring(await resolveSecrets(resolved.keys, file.dir, keyFileAccess));
   const backend: Backend = options.backend ?? fileBackend(options);
   await backend.open();
   const store = new Store(resolved, backend, keyring);

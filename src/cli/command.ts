@@ -1,9 +1,10 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { errorCode, isSealedSessionError } from '../errors.js';
-import { defaultIo, type Io } from '../backends/file/io.js';
-import { configuredSecrets } from '../crypto/key-source.js';
+import { defaultIo, keyFileAccess, operationsIo, type Io } from '../backends/file/io.js';
 import type { Store } from '../core/store.js';
+import { configuredSecrets, readKeyFileText } from '../crypto/key-source.js';
+import { splitKeys } from '../crypto/keys.js';
 import { openKeylessStore, openStore } from '../open-store.js';
 import { folderCount, folderProgressIo, startProgress, type Progress } from './progress.js';
 
@@ -31,8 +32,9 @@ export const DATA_DIR_OPTIONS = {
 
 export const DATA_DIR_HELP = `  --dir D          the data dir (default sessions-data)
   --json           print the result as JSON on stdout
-  --key-file F     a file holding the keys (comma-separated); default: SESSION_KEYS, else
-                   (outside production) the development key beside the data dir, if there is one
+  --key-file F     a file holding the keys (one a line, or comma-separated; mode 0600, yours,
+                   not a symlink); default: SESSION_KEYS, else (NODE_ENV unset, development or
+                   test) the development key beside the data dir, if there is one
   -h, --help       show this help`;
 
 export interface Parsed {
@@ -59,14 +61,14 @@ export class Command {
    * `--` (an id can start with `-`).
    */
   static parse(name: string, io: CliIo, args: readonly string[], help: string, options: Record<string, OptionSpec>): Command | ExitCode {
+    const all: Record<string, OptionSpec> = { help: { type: 'boolean', short: 'h' }, ...options };
     let parsed;
     try {
-      parsed = parseArgs({ args: [...args], options: { help: { type: 'boolean', short: 'h' }, ...options }, allowPositionals: true, strict: true });
+      parsed = parseArgs({ args: [...args], options: all, allowPositionals: true, strict: true });
     } catch (error) {
-      // Node's first sentence ("Unknown option '--x'"); the rest is advice about '--'.
-      return usage(io, name, (error as Error).message.split(/\.\s/)[0] ?? 'bad arguments');
+      return usage(io, name, parseProblem(error, args, all));
     }
-    if (parsed.values.help === true) {
+    if (parsed.values['help'] === true) {
       io.out(help);
       return 0;
     }
@@ -95,12 +97,16 @@ export class Command {
     return this.positionals;
   }
 
-  /** The data dir (absolute); it must exist (a command never creates one by mistake). */
+  /**
+   * The data dir (absolute); it must exist (a command never creates one by mistake). A symlink to
+   * a folder is accepted, as the library accepts it. The path is returned as given, not resolved:
+   * the development key sits beside the path the servers are given, which is this one.
+   */
   async dataDir(): Promise<string> {
     const dir = path.resolve(this.string('dir') ?? 'sessions-data');
     let isDirectory = false;
     try {
-      isDirectory = (await defaultIo.lstat(dir)).isDirectory();
+      isDirectory = (await defaultIo.lstat(await operationsIo.realpath(dir))).isDirectory();
     } catch (error) {
       if (errorCode(error) !== 'ENOENT') throw new UsageError(`cannot open the data dir (${errorCode(error) ?? 'error'})`);
     }
@@ -113,22 +119,28 @@ export class Command {
    * never makes one. `required`: no key is a usage error.
    */
   async keys(dir: string, required: boolean): Promise<string[]> {
-    const file = this.string('key-file');
-    let keys: string[];
-    if (file !== undefined) {
-      let text: string;
-      try {
-        text = await defaultIo.readText(file);
-      } catch (error) {
-        throw new UsageError(`cannot read --key-file (${errorCode(error) ?? 'error'})`);
-      }
-      if (text.trim().replaceAll(',', '') === '') throw new UsageError('--key-file holds no key');
-      keys = await configuredSecrets(text, dir, defaultIo);
-    } else {
-      keys = await configuredSecrets(undefined, dir, defaultIo);
-    }
+    const text = await this.keyFile();
+    const keys = await configuredSecrets(text, dir, keyFileAccess);
     if (required && keys.length === 0) throw new UsageError('no session keys: set SESSION_KEYS or pass --key-file');
     return keys;
+  }
+
+  /**
+   * The text of `--key-file`, if given: read only if it is a regular file of this user with no
+   * group or other permission, never through a symlink (else `ERR_SESSION_KEY_UNSAFE`, exit 2).
+   */
+  async keyFile(): Promise<string | undefined> {
+    const file = this.string('key-file');
+    if (file === undefined) return undefined;
+    let text: string;
+    try {
+      text = await readKeyFileText(file, keyFileAccess);
+    } catch (error) {
+      if (isSealedSessionError(error)) throw error;
+      throw new UsageError(`cannot read --key-file (${errorCode(error) ?? 'error'})`);
+    }
+    if (splitKeys(text).length === 0) throw new UsageError('--key-file holds no key');
+    return text;
   }
 
   /**
@@ -153,6 +165,32 @@ export class Command {
   }
 }
 
+/** An option name as a person types one; anything else is never echoed. */
+const OPTION_NAME = /^--?[a-z][a-z-]{0,30}$/;
+const NOT_AN_OPTION = "an argument that starts with '-' (put values after --)";
+
+/**
+ * What to say about arguments that parseArgs refused, without echoing any of them that could be
+ * a session id or a cookie value (1 id in 4,096 starts with \`--\`, 1 in 64 with \`-\`). Node's
+ * message quotes the argument itself: an unknown option is named only when it was given whole
+ * (not one letter of \`-abc…\`) and looks like an option name.
+ */
+function parseProblem(error: unknown, args: readonly string[], options: Record<string, OptionSpec>): string {
+  if (errorCode(error) === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    const { tokens } = parseArgs({ args: [...args], options, allowPositionals: true, strict: false, tokens: true });
+    const unknown = tokens.find((token) => token.kind === 'option' && !Object.hasOwn(options, token.name));
+    if (unknown?.kind !== 'option') return NOT_AN_OPTION;
+    const given = args[unknown.index] ?? '';
+    const whole = given === unknown.rawName || given.startsWith(`${unknown.rawName}=`);
+    return whole && OPTION_NAME.test(unknown.rawName) ? `Unknown option '${unknown.rawName}'` : NOT_AN_OPTION;
+  }
+  // The other refusals quote option names only ("Option '--dir <value>' argument missing"); the
+  // first sentence is kept, and only if every quoted part of it is an option name.
+  const first = (error instanceof Error ? error.message : '').split(/\.\s/)[0] ?? '';
+  const quoted = [...first.matchAll(/'([^']*)'/g)].map((match) => (match[1] ?? '').replace(/ <value>$/, '').split(', '));
+  return first !== '' && quoted.flat().every((part) => OPTION_NAME.test(part)) ? first : 'bad arguments';
+}
+
 export function usage(io: CliIo, name: string, problem: string): ExitCode {
   io.err(`${name}: ${problem}; run \`${name} --help\``);
   return 2;
@@ -172,6 +210,7 @@ export async function runCommand(name: string, io: CliIo, body: () => Promise<Ex
     if (
       isSealedSessionError(error, 'ERR_SESSION_KEYS_MISSING') ||
       isSealedSessionError(error, 'ERR_SESSION_KEY_WEAK') ||
+      isSealedSessionError(error, 'ERR_SESSION_KEY_UNSAFE') ||
       isSealedSessionError(error, 'ERR_SESSION_OPTION')
     ) {
       return usage(io, name, problem);

@@ -19,8 +19,9 @@ Options:
   --ttl SECONDS    session-file-store's \`ttl\` (default 3600): expiry of sessions whose
                    cookie has no maxAge
   --dir D          the sealed-sessions data dir (default sessions-data)
-  --key-file F     a file holding the keys (comma-separated); default: SESSION_KEYS, else,
-                   outside production, the development key beside the data dir
+  --key-file F     a file holding the keys (one a line, or comma-separated; mode 0600, yours,
+                   not a symlink); default: SESSION_KEYS, else (NODE_ENV unset, development
+                   or test) the development key beside the data dir
   --json           print {"imported":N,"expired":N,"unreadable":N}
   -h, --help       show this help
 
@@ -56,16 +57,7 @@ export async function importFileStore(args: readonly string[], io: CliIo): Promi
     }
     // Unlike the other commands, import seals new files: without keys it falls back to the
     // development key (created if needed), as the servers would.
-    const keyFile = command.string('key-file');
-    let keys: string | undefined;
-    if (keyFile !== undefined) {
-      try {
-        keys = await defaultIo.readText(keyFile);
-      } catch (error) {
-        throw new UsageError(`cannot read --key-file (${errorCode(error) ?? 'error'})`);
-      }
-      if (keys.trim().replaceAll(',', '') === '') throw new UsageError('--key-file holds no key');
-    }
+    const keys = await command.keyFile();
 
     // Progress: one tick per source file read (the import reads each once, through this seam).
     const source = path.resolve(from);

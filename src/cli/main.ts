@@ -17,7 +17,7 @@ Commands:
   keygen                      print a new random key (32 bytes, base64url) for SESSION_KEYS
   stats                       count sessions, bytes, key ids, expired ones and debris (no key needed)
   gc [--dry-run]              remove expired sessions and debris (no key needed; safe while servers run)
-  verify [--repair]           open every session file; --repair quarantines bad ones, removes debris
+  verify [--repair]           open every session file; --repair quarantines tampered ones, removes debris
   rekey                       rewrite every session under the first key (then old keys can go)
   show <cookie value | id>    print one live session's data as JSON (never its id)
   backup <dest>               copy the data dir consistently while servers write (no key needed)
@@ -27,7 +27,7 @@ Commands:
 Options (commands on a data dir):
   --dir D        the data dir (default sessions-data)
   --json         machine-readable output on stdout
-  --key-file F   the keys, comma-separated (default: SESSION_KEYS)
+  --key-file F   the keys, one a line or comma-separated (default: SESSION_KEYS)
   -h, --help     help for a command: sealed-sessions <command> --help
 
 Long commands draw a progress bar when stderr is a terminal. Exit codes: 0 ok, 1 problems

@@ -157,6 +157,8 @@ export interface Backend {
   sweep(options: SweepOptions): Promise<SweepCounts>;
   /** Clears one piece of stale debris found by `scan`; false when it was gone or in use again. */
   clearDebris(item: Extract<ScanItem, { kind: 'debris' }>): Promise<boolean>;
+  /** Makes sure a quarantine run can go where it should (for files: a real folder inside the data dir); throws otherwise. */
+  openQuarantine(): Promise<void>;
   /**
    * Moves a session's entry out of the way, never deleting it, when `stillBad` says so under
    * exclusive access (it may have been rewritten meanwhile). `batch` names the quarantine run.

@@ -30,11 +30,41 @@ function derive(secret: string, purpose: string, length: number): Buffer {
   return Buffer.from(hkdfSync('sha256', Buffer.from(secret, 'utf8'), SALT, purpose, length));
 }
 
-/** Splits the `keys` option / `SESSION_KEYS` into secrets (comma-separated strings accepted). */
+/**
+ * Splits the `keys` option / `SESSION_KEYS` / a key file into secrets: one a line or
+ * comma-separated (or both), surrounding whitespace trimmed, empty entries dropped.
+ */
 export function splitKeys(input: string | readonly string[] | undefined): string[] {
   if (input === undefined) return [];
-  const list = typeof input === 'string' ? input.split(',') : [...input];
+  const list = typeof input === 'string' ? input.split(/[,\n]/) : [...input];
   return list.map((key) => key.trim()).filter((key) => key.length > 0);
+}
+
+/** A key that repeats a pattern this short (or shorter) all along is refused. */
+const MAX_REPEATED_PATTERN = 8;
+/** Fewer different characters than this and a key is refused. */
+const MIN_DISTINCT_CHARACTERS = 6;
+
+/**
+ * Why `secret` is too weak to be a key, or null when it is not: shorter than 32 bytes, fewer
+ * than 6 different characters, or one pattern of at most 8 characters repeated to fill it
+ * (`'a' × 32`, `'password' × 4`, `'abcd' × 8`, a trailing part-repeat included).
+ *
+ * Why these bars and no higher: they catch typed placeholders, never a random key. A hex key
+ * (`openssl rand -hex 32`) draws on 16 characters only, so no bar on distinct characters above
+ * a handful would be fair to it; 64 random hex characters hold fewer than 6 different ones, or
+ * repeat a pattern of 8, with a probability below 1e-28.
+ */
+export function keyWeakness(secret: string): string | null {
+  if (Buffer.byteLength(secret, 'utf8') < MIN_KEY_BYTES) return `is shorter than ${MIN_KEY_BYTES} bytes`;
+  const characters = [...secret];
+  if (new Set(characters).size < MIN_DISTINCT_CHARACTERS) return `has fewer than ${MIN_DISTINCT_CHARACTERS} different characters`;
+  for (let period = 1; period <= MAX_REPEATED_PATTERN && period < characters.length; period++) {
+    if (characters.every((character, index) => index < period || character === characters[index - period])) {
+      return 'is a short pattern repeated';
+    }
+  }
+  return null;
 }
 
 export function createKeyring(secrets: readonly string[]): Keyring {
@@ -42,12 +72,10 @@ export function createKeyring(secrets: readonly string[]): Keyring {
     throw new SealedSessionError('ERR_SESSION_KEYS_MISSING', 'no session key configured');
   }
   const keys = secrets.map((secret, index) => {
-    if (Buffer.byteLength(secret, 'utf8') < MIN_KEY_BYTES) {
+    const weakness = keyWeakness(secret);
+    if (weakness !== null) {
       // The message names the position, never the key.
-      throw new SealedSessionError(
-        'ERR_SESSION_KEY_WEAK',
-        `key #${index + 1} is shorter than ${MIN_KEY_BYTES} bytes; make one with \`sealed-sessions keygen\``,
-      );
+      throw new SealedSessionError('ERR_SESSION_KEY_WEAK', `key #${index + 1} ${weakness}; make one with \`sealed-sessions keygen\``);
     }
     const id = derive(secret, 'key-id', 8);
     return {

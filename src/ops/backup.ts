@@ -45,13 +45,16 @@ export interface BackupOptions {
  */
 export async function backupStore(store: Store, dest: string, options: BackupOptions = {}): Promise<BackupManifest> {
   const date = options.date ?? new Date();
+  const ops = options.operationsIo ?? operationsIo;
   const root = path.resolve(dest);
   const source = store.dir;
-  if (isInside(root, source) || isInside(source, root)) {
+  // Real paths: a symlink on the way to dest (or to the data dir) must not hide that one lies in the other.
+  const [realRoot, realSource] = await Promise.all([realPathOf(ops, root), realPathOf(ops, source)]);
+  if (isInside(realRoot, realSource) || isInside(realSource, realRoot)) {
     throw sessionTypeError('ERR_SESSION_OPTION', 'the backup destination must lie outside the data dir (and not contain it)');
   }
   await prepareDestination(root);
-  const copy = new FileBackend({ dir: root, io: defaultIo, operationsIo: options.operationsIo ?? operationsIo, lock: NO_LOCKS, maxReadBytes: 0 });
+  const copy = new FileBackend({ dir: root, io: defaultIo, operationsIo: ops, lock: NO_LOCKS, maxReadBytes: 0 });
 
   const now = store.options.now();
   const totals = { sessions: 0, bytes: 0, expired: 0, unreadable: 0 };
@@ -101,6 +104,19 @@ async function prepareDestination(root: string): Promise<void> {
     }
   }
   await io.mkdir(root, 0o700);
+}
+
+/** `target` with the symlinks of its existing part resolved; the part that does not exist yet is appended as it is. */
+async function realPathOf(ops: OperationsIo, target: string): Promise<string> {
+  const missing: string[] = [];
+  for (let existing = target; ; existing = path.dirname(existing)) {
+    try {
+      return path.join(await ops.realpath(existing), ...missing);
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT' || path.dirname(existing) === existing) throw error;
+      missing.unshift(path.basename(existing));
+    }
+  }
 }
 
 /** True when `inner` is `outer` or lies inside it. */

@@ -22,7 +22,9 @@ export type RepairAction =
   /** Found fine, or gone, when looked at again under the lock: a server rewrote or removed it meanwhile. */
   | 'resolved'
   /** Left in place: its lock could not be had, or the disk refused (see `error`). */
-  | 'left';
+  | 'left'
+  /** Left in place on purpose: sealed under a key not given, which is no proof of damage (see `includeWrongKey`). */
+  | 'kept';
 
 export interface VerifyFinding {
   /** Path relative to the data dir (file names are one-way hashes: they never hold a session id). */
@@ -51,13 +53,19 @@ export interface VerifyReport {
 export interface VerifyOptions {
   /** Quarantine bad session files, remove debris. */
   readonly repair?: boolean;
+  /**
+   * Also quarantine files sealed under a key not given. Off by default: a wrong or missing key
+   * makes every file look like that, and quarantining them all would log everyone out.
+   */
+  readonly includeWrongKey?: boolean;
   /** The time, for naming the quarantine folder. @default new Date() */
   readonly date?: Date;
 }
 
 /**
  * Opens (authenticates and decrypts) every session of the store and looks at its debris. With
- * `repair`, moves each bad session out of the way (for files: into
+ * `repair`, moves each tampered or unreadable session (one sealed under a key not given only
+ * with `includeWrongKey`) out of the way (for files: into
  * `<dir>/quarantine/<date>/<2 hex>/<name>.sess`, the data dir's own layout, so moving it back is a
  * plain `mv`), with exclusive access and after checking again that it is still bad, so that a
  * server writing a good version meanwhile keeps it; it never deletes a session. Stale locks are
@@ -137,18 +145,21 @@ export async function verifyStore(store: Store, options: VerifyOptions = {}): Pr
   let quarantine: string | null = null;
   if (options.repair === true && findings.length > 0) {
     const batch = (options.date ?? new Date()).toISOString().replaceAll(':', '-');
+    await backend.openQuarantine();
     const moved: VerifyFinding[] = [];
+    const keep = (problem: VerifyProblem | 'ok' | 'expired') => problem === 'wrong-key' && options.includeWrongKey !== true;
 
     const repairName = async (name: string, found: { session?: VerifyFinding; lock?: VerifyFinding }): Promise<void> => {
       const { session, lock } = found;
-      if (session !== undefined) {
+      if (session !== undefined && keep(session.problem)) session.action = 'kept';
+      else if (session !== undefined) {
         try {
           // With exclusive access (a stale lock is taken over), and looked at again: a server may
           // have just written a good version, which must stay.
           session.action = await backend.quarantine(name, batch, (current) => {
             if (current === null) return false;
             const again = classify(name, current, undefined);
-            return again !== 'ok' && again !== 'expired';
+            return again !== 'ok' && again !== 'expired' && !keep(again);
           });
           if (session.action === 'quarantined') moved.push(session);
           if (lock !== undefined) lock.action = 'removed';
@@ -156,9 +167,8 @@ export async function verifyStore(store: Store, options: VerifyOptions = {}): Pr
           leave(session, error);
           if (lock !== undefined) leave(lock, error);
         }
-        return;
       }
-      if (lock === undefined) return;
+      if (lock === undefined || lock.action !== undefined) return;
       try {
         // Locking succeeds only if the lock is still stale; releasing removes it.
         lock.action = (await backend.clearDebris({ kind: 'debris', what: 'lock', name, location: lock.file, stale: true })) ? 'removed' : 'left';

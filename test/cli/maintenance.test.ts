@@ -167,24 +167,32 @@ test('verify finds a flipped byte, a wrong key, a foreign file and debris; --rep
   const repair = await cli(['verify', '--repair', '--dir', dir, '--json'], env);
   t.is(repair.code, 1, 'problems were found, even though they were repaired');
   const repaired = JSON.parse(repair.stdout) as { findings: Array<{ file: string; action: string }>; quarantine: string };
+  // The file sealed under a key not given is kept: the key may just be missing.
   t.deepEqual(Object.fromEntries(repaired.findings.map((finding) => [finding.file, finding.action])), {
     [rel(flippedFile)]: 'quarantined',
     [rel(foreignFile)]: 'quarantined',
-    [rel(oldKeyedFile)]: 'quarantined',
+    [rel(oldKeyedFile)]: 'kept',
     [rel(orphan)]: 'removed',
     [rel(staleLock)]: 'removed',
   });
   t.regex(repaired.quarantine, /^quarantine\/\d{4}-\d\d-\d\dT[\d-]+\.\d+Z$/);
   // Moved, byte for byte, into the same layout under the quarantine folder; not deleted.
-  for (const [file, original] of originals) {
+  for (const file of [flippedFile, foreignFile]) {
     t.false(await exists(file));
-    t.deepEqual(await fs.readFile(path.join(dir, repaired.quarantine, rel(file))), original);
+    t.deepEqual(await fs.readFile(path.join(dir, repaired.quarantine, rel(file))), originals.get(file));
   }
+  t.deepEqual(await fs.readFile(oldKeyedFile), originals.get(oldKeyedFile));
   const note = JSON.parse(await fs.readFile(path.join(dir, repaired.quarantine, 'findings.json'), 'utf8')) as { files: unknown[] };
-  t.is(note.files.length, 3);
+  t.is(note.files.length, 2);
   t.false(await exists(orphan));
   t.false(await exists(staleLock));
   t.true(await exists(liveLock), 'a lock in use is left alone');
+
+  // Asked for explicitly, it goes too.
+  const wrongKey = await cli(['verify', '--repair', '--include-wrong-key', '--dir', dir, '--json'], env);
+  const movedToo = JSON.parse(wrongKey.stdout) as { findings: Array<{ file: string; action: string }>; quarantine: string };
+  t.deepEqual(movedToo.findings, [{ file: rel(oldKeyedFile), problem: 'wrong-key', action: 'quarantined' }]);
+  t.deepEqual(await fs.readFile(path.join(dir, movedToo.quarantine, rel(oldKeyedFile))), originals.get(oldKeyedFile));
 
   const clean = await cli(['verify', '--dir', dir], env);
   t.is(clean.code, 0, clean.stdout);
@@ -192,9 +200,9 @@ test('verify finds a flipped byte, a wrong key, a foreign file and debris; --rep
   const reopened = await openStore({ dir, keys: KEY });
   for (const id of good) t.truthy(await reopened.load(id));
   // Restoring a quarantined file is a plain move back.
-  await fs.rename(path.join(dir, repaired.quarantine, rel(oldKeyedFile)), oldKeyedFile);
+  await fs.rename(path.join(dir, movedToo.quarantine, rel(oldKeyedFile)), oldKeyedFile);
   t.truthy(await (await openStore({ dir, keys: OLD_KEY })).load(oldKeyed!));
-  assertClean(t, [found, human, allKeys, repair, clean], ids);
+  assertClean(t, [found, human, allKeys, repair, wrongKey, clean], ids);
 });
 
 test('rekey while another process keeps committing: afterwards every session reads with the new key alone, no update lost, nothing lives longer', async (t) => {

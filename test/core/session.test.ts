@@ -66,6 +66,29 @@ for (const [label, value] of notJson) {
   });
 }
 
+test('an ERR_SESSION_VALUE message names the top-level key and the kind of value, never a nested path or a value', async (t) => {
+  const session = await freshSession(t);
+  const cases: Array<[unknown, RegExp]> = [
+    [{ 'alice@example.com': { card: 10n } }, /key "contacts" holds a bigint/],
+    [[{ phone: '+41 79 123 45 67', note: undefined }], /key "contacts" holds undefined/],
+    [{ 'bob@example.com': Number.NaN }, /key "contacts" holds a non-finite number/],
+    [{ 'carol@example.com': { since: new Date(0) } }, /key "contacts" holds an instance of Date/],
+    [{ 'dave@example.com': Object.defineProperty({}, 'pin-4711', { get: () => 1, enumerable: true }) }, /key "contacts" holds an accessor/],
+    [10n, /key "contacts" is a bigint/],
+  ];
+  // A prototype whose `constructor` is named with data: not echoed as a class name.
+  const sneaky = Object.create({ constructor: Object.defineProperty(function () {}, 'name', { value: 'erin@example.com' }) }) as object;
+  cases.push([{ x: sneaky }, /key "contacts" holds an instance of a class/]);
+  for (const [value, pattern] of cases) {
+    const error = t.throws(() => session.set('contacts', value), { instanceOf: TypeError });
+    t.is((error as { code?: string }).code, 'ERR_SESSION_VALUE');
+    t.regex(error?.message ?? '', pattern);
+    for (const secret of ['@example.com', 'erin', 'card', 'phone', '+41', 'note', 'since', 'pin-4711', '[0]', '.x', 'NaN', '1970']) {
+      t.false(error?.message.includes(secret), `the message holds ${secret}: ${error?.message}`);
+    }
+  }
+});
+
 test('set() of a cycle throws ERR_SESSION_VALUE', async (t) => {
   const session = await freshSession(t);
   const cyclic: Record<string, unknown> = {};

@@ -1,8 +1,10 @@
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import test from 'ava';
 import { isSealedSessionError, openStore, type Store } from '../../src/index.js';
 import { fileNameOf } from '../../src/core/session-id.js';
+import { createKeyring, generateKey, keyWeakness } from '../../src/crypto/keys.js';
 import { runSnippet } from '../helpers/node-snippet.js';
 import { KEY, listFiles, OLD_KEY, tempDir } from '../helpers/temp-dir.js';
 
@@ -65,14 +67,58 @@ test('a 31-byte key is refused with ERR_SESSION_KEY_WEAK, 32 bytes are enough', 
   await t.throwsAsync(fs.stat(dir), { code: 'ENOENT' });
   t.deepEqual(await fs.readdir(path.dirname(dir)), []);
 
-  await t.notThrowsAsync(openStore({ dir, keys: 'k'.repeat(32) }));
+  await t.notThrowsAsync(openStore({ dir, keys: '32-byte-key-0123456789abcdefghij' }));
 });
 
 test('the minimum is counted in UTF-8 bytes, not characters', async (t) => {
   const dir = await tempDir(t);
   // 16 characters, 32 bytes: accepted. 31 bytes in 16 characters: refused.
-  await t.notThrowsAsync(openStore({ dir, keys: 'é'.repeat(16) }));
-  await t.throwsAsync(openStore({ dir, keys: `${'é'.repeat(15)}a` }), { code: 'ERR_SESSION_KEY_WEAK' });
+  const twoByteCharacters = 'éàèùâêîôûëïüçñøå';
+  await t.notThrowsAsync(openStore({ dir, keys: twoByteCharacters }));
+  await t.throwsAsync(openStore({ dir, keys: `${twoByteCharacters.slice(0, 15)}a` }), { code: 'ERR_SESSION_KEY_WEAK' });
+});
+
+test('a short pattern repeated, or fewer than 6 different characters, is refused with ERR_SESSION_KEY_WEAK naming keygen', async (t) => {
+  const dir = await tempDir(t);
+  const weak = [
+    'a'.repeat(32),
+    'password'.repeat(4),
+    'abcd'.repeat(8),
+    'abcdefgh'.repeat(5).slice(0, 37),
+    'ab12'.repeat(16),
+    '0123456789'.slice(0, 5).repeat(8),
+    `${'x'.repeat(40)}yz`,
+  ];
+  for (const key of weak) {
+    const error = await t.throwsAsync(openStore({ dir, keys: [KEY, key] }), { code: 'ERR_SESSION_KEY_WEAK' }, key);
+    t.regex(error?.message ?? '', /key #2 .*sealed-sessions keygen/);
+    t.false(error?.message.includes(key), 'the message contains the key');
+  }
+  t.deepEqual(await fs.readdir(path.dirname(dir)), [], 'refused before anything touched the disk');
+  // Just over the bars: a 9-character pattern repeated, 6 different characters.
+  t.is(keyWeakness('abcdefghi'.repeat(4)), null);
+  t.is(keyWeakness('abcdef'.repeat(6).slice(1)), 'is a short pattern repeated');
+  t.is(keyWeakness('aabbccddeeff'.repeat(3)), null);
+});
+
+test('real keys always pass: 10,000 each of keygen output, `openssl rand -hex 32` and `openssl rand -base64 32` forms', (t) => {
+  const forms: Record<string, () => string> = {
+    keygen: generateKey,
+    hex: () => randomBytes(32).toString('hex'),
+    base64: () => randomBytes(32).toString('base64'),
+  };
+  for (const [form, make] of Object.entries(forms)) {
+    const refused: string[] = [];
+    for (let count = 0; count < 10_000; count++) {
+      const key = make();
+      if (keyWeakness(key) !== null) refused.push(key);
+    }
+    t.deepEqual(refused, [], form);
+  }
+  // And through the keyring, the way a store takes them.
+  t.notThrows(() => createKeyring([generateKey(), randomBytes(32).toString('hex'), randomBytes(32).toString('base64')]));
+  // The repository's own test keys are not weak either.
+  for (const key of [KEY, OLD_KEY]) t.is(keyWeakness(key), null);
 });
 
 test('one weak key among good ones is refused, whatever its position and form', async (t) => {

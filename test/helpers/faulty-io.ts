@@ -11,7 +11,7 @@ export type Errno = 'ENOSPC' | 'EIO' | 'EACCES';
  * (the temp file `<target>.<digits>` is left behind, as debris). Every other point is the `Io`
  * method of that name (`read` is `readFile` and `stat`).
  */
-export type FaultPoint = 'read' | 'write' | 'rename' | 'mkdir' | 'unlink' | 'utimes' | 'lstat' | 'opendir' | 'lock' | 'readText' | 'createExclusive';
+export type FaultPoint = 'read' | 'write' | 'rename' | 'mkdir' | 'unlink' | 'utimes' | 'lstat' | 'opendir' | 'lock' | 'readText';
 
 export interface FaultyIo {
   /** Pass as `openStore({ io })`. */
@@ -86,7 +86,6 @@ export function faultyIo(base: Io = defaultIo): FaultyIo {
     opendir: guard('opendir', 'opendir', base.opendir),
     lock: guard('lock', 'mkdir', base.lock),
     readText: guard('readText', 'open', base.readText),
-    createExclusive: guard('createExclusive', 'open', base.createExclusive),
   };
 
   return {

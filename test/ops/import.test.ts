@@ -228,7 +228,7 @@ for (const mode of ['plain', 'encrypted'] as const) {
 
     // Human output, positional after `--`, keys from a file (a rotation list: the first seals).
     const keyFile = path.join(path.dirname(dataDir), 'keys.txt');
-    await fs.writeFile(keyFile, `${OLD_KEY},${KEY}\n`);
+    await fs.writeFile(keyFile, `${OLD_KEY},${KEY}\n`, { mode: 0o600 });
     const otherDir = path.join(path.dirname(dataDir), 'other-data');
     const human = await cli(['--dir', otherDir, '--key-file', keyFile, ...secretArgs, '--', source.dir]);
     t.is(human.code, 0, human.stderr);

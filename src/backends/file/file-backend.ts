@@ -444,6 +444,24 @@ export class FileBackend implements Backend {
     });
   }
 
+  /** The quarantine folder must be a real folder inside the data dir: a symlink would send session files and notes out of it. */
+  async openQuarantine(): Promise<void> {
+    const folder = path.join(this.#dir, QUARANTINE_FOLDER);
+    let stats;
+    try {
+      stats = await this.#io.lstat(folder);
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return;
+      throw ioError('inspect the quarantine folder', error);
+    }
+    if (!stats.isDirectory()) {
+      throw new SealedSessionError(
+        'ERR_SESSION_STORE_IO',
+        `${folder} is not a real folder inside the data dir (${stats.isSymbolicLink() ? 'a symbolic link' : 'not a folder'}): move it away, then repair again`,
+      );
+    }
+  }
+
   /**
    * Moves a session file into `<dir>/quarantine/<batch>/<2 hex>/<name>.sess` (the data dir's own
    * layout: moving it back is a plain `mv`), under its lock (a stale one is taken over) and only

@@ -1,5 +1,8 @@
 import fs from 'node:fs';
+import nodePath from 'node:path';
 import lockfile from 'proper-lockfile';
+import type { KeyFileAccess, KeyFileFound } from '../../crypto/key-source.js';
+import { errorCode } from '../../errors.js';
 
 /*
  * The one seam between sealed-sessions and the disk: no other module imports node:fs (a test
@@ -47,10 +50,8 @@ export interface Io {
   /** Streams a folder's entries; never lists a whole folder into memory. */
   opendir(path: string): Promise<AsyncIterable<fs.Dirent>>;
   lock(path: string, request: LockRequest): Promise<Release>;
-  /** Reads a small text file (a key file); ENOENT propagates. */
+  /** Reads a small text file; ENOENT propagates. Not for key files: see `keyFileAccess`. */
   readText(path: string): Promise<string>;
-  /** Creates `path` with `text`, mode 0600, only if it does not exist yet (EEXIST otherwise). */
-  createExclusive(path: string, text: string): Promise<void>;
 }
 
 // mtimes in whole ms: a keep-alive sets the mtime to a ms value through utimes' float seconds,
@@ -137,6 +138,12 @@ function readLatest(path: string, limit: number): Promise<Buffer> {
 }
 
 let writes = 0;
+
+async function makeFolder(path: string, mode: number): Promise<void> {
+  await fs.promises.mkdir(path, { recursive: true, mode });
+  // mkdir's mode is filtered by the umask; the contract is 0700 whatever the umask.
+  await fs.promises.chmod(path, mode);
+}
 
 /**
  * temp file → write → fsync → close → rename over `target`; the temp file is removed on failure.
@@ -235,11 +242,7 @@ export const defaultIo: Io = {
       });
     }),
   writeFileAtomic: writeAtomic,
-  mkdir: async (path, mode) => {
-    await fs.promises.mkdir(path, { recursive: true, mode });
-    // mkdir's mode is filtered by the umask; the contract is 0700 whatever the umask.
-    await fs.promises.chmod(path, mode);
-  },
+  mkdir: makeFolder,
   unlink: (path) => fs.promises.unlink(path),
   // lutimes: a keep-alive never moves the times of whatever a symlink in a session's place points to.
   utimes: (path, timeMs) => fs.promises.lutimes(path, timeMs / 1000, timeMs / 1000),
@@ -258,18 +261,6 @@ export const defaultIo: Io = {
     }
   },
   readText: (path) => fs.promises.readFile(path, 'utf8'),
-  createExclusive: async (path, text) => {
-    // Written under a private temp name, then hard-linked into place: link fails with EEXIST
-    // when another process won the race, and a reader never sees a half-written key.
-    const temp = `${path}.${process.pid}.tmp`;
-    await fs.promises.writeFile(temp, text, { mode: 0o600, flag: 'w' });
-    try {
-      await fs.promises.chmod(temp, 0o600);
-      await fs.promises.link(temp, path);
-    } finally {
-      await fs.promises.unlink(temp);
-    }
-  },
 };
 
 /**
@@ -281,10 +272,13 @@ export interface OperationsIo {
   rename(from: string, to: string): Promise<void>;
   /** Creates `path` holding `data`, mode 0600 whatever the umask; fails with EEXIST if it exists. Fsynced. */
   createFile(path: string, data: Buffer): Promise<void>;
+  /** The path with every symlink resolved (realpath(3)); ENOENT when some part does not exist. */
+  realpath(path: string): Promise<string>;
 }
 
 export const operationsIo: OperationsIo = {
   rename: (from, to) => fs.promises.rename(from, to),
+  realpath: (path) => fs.promises.realpath(path),
   createFile: async (path, data) => {
     const handle = await fs.promises.open(path, 'wx', 0o600);
     try {
@@ -297,4 +291,90 @@ export const operationsIo: OperationsIo = {
       await handle.close();
     }
   },
+};
+
+const { O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_WRONLY } = fs.constants;
+
+/**
+ * Key files (the development key, the CLI's --key-file): what `resolveSecrets` and the CLI pass
+ * to the key source. Why these flags: a key file sits where another local user may have planted
+ * something first (a world-writable parent). O_NOFOLLOW: a symlink in its place is reported,
+ * never followed (to a key of their choosing, or to a file of ours to overwrite). O_NONBLOCK: a
+ * FIFO there cannot block the open. Owner, mode and type come from fstat of the opened file, so
+ * what is checked is what is read. Creation is one exclusive open of the final name (O_EXCL
+ * fails on anything there, a dangling symlink included): no temp name to predict or plant.
+ */
+export const keyFileAccess: KeyFileAccess = {
+  readKeyFile: async (path, limit) => {
+    let handle;
+    try {
+      handle = await fs.promises.open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+    } catch (error) {
+      // O_NOFOLLOW on a symlink: ELOOP on Linux (EMLINK on FreeBSD, EFTYPE on NetBSD).
+      if (['ELOOP', 'EMLINK', 'EFTYPE'].includes(errorCode(error) ?? '')) {
+        const stats = await fs.promises.lstat(path).catch(() => undefined);
+        if (stats?.isSymbolicLink() === true) return { type: 'symlink' };
+      }
+      throw error;
+    }
+    try {
+      const stats = await handle.stat();
+      if (!stats.isFile()) return { type: 'other' };
+      const buffer = Buffer.alloc(Math.min(stats.size, limit));
+      let length = 0;
+      while (length < buffer.length) {
+        const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+        if (bytesRead === 0) break;
+        length += bytesRead;
+      }
+      const found: KeyFileFound = {
+        type: 'file',
+        uid: stats.uid,
+        mode: stats.mode & 0o7777,
+        size: stats.size,
+        links: stats.nlink,
+        text: buffer.toString('utf8', 0, length),
+      };
+      return found;
+    } finally {
+      await handle.close();
+    }
+  },
+  createKeyFile: async (path, text) => {
+    const data = Buffer.from(text, 'utf8');
+    const handle = await fs.promises.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+    try {
+      // One write of the whole key line: a reader that finds the file before it is filled waits
+      // for the line (see readDevKey in key-source).
+      const { bytesWritten } = await handle.write(data, 0, data.length, 0);
+      if (bytesWritten !== data.length) throw Object.assign(new Error('short write of a key file'), { code: 'EIO' });
+      // The umask filters open's mode; 0600 is the contract whatever it is.
+      await handle.chmod(0o600);
+      await handle.sync();
+    } catch (error) {
+      await handle.close();
+      // Ours (the exclusive open made it): an empty key file left behind would stop every start.
+      await fs.promises.unlink(path).catch(() => undefined);
+      throw error;
+    }
+    await handle.close();
+    // Its name on disk too: a key lost in a crash would make every session unreadable.
+    const folder = await fs.promises.open(nodePath.dirname(path), O_RDONLY | O_DIRECTORY);
+    try {
+      await folder.sync();
+    } finally {
+      await folder.close();
+    }
+  },
+  folder: async (path) => {
+    try {
+      const link = await fs.promises.lstat(path);
+      const stats = link.isSymbolicLink() ? await fs.promises.stat(path) : link;
+      return { uid: stats.uid, isDirectory: stats.isDirectory(), linkUid: link.isSymbolicLink() ? link.uid : undefined };
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT' || errorCode(error) === 'ENOTDIR') return null;
+      throw error;
+    }
+  },
+  makeFolder,
 };

@@ -230,6 +230,10 @@ class RedisBackend implements Backend {
     return Promise.resolve(false);
   }
 
+  openQuarantine(): Promise<void> {
+    return Promise.resolve();
+  }
+
   /** Copied under `<prefix>quarantine:<batch>:<name>` (no expiry) first, then removed if still the same envelope. */
   async quarantine(name: string, batch: string, stillBad: (current: Buffer | null) => boolean): Promise<QuarantineOutcome> {
     const key = this.#key(name);
