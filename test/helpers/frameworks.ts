@@ -9,7 +9,9 @@ export async function listenKoa(t: ExecutionContext, app: Koa): Promise<{ url: s
   const errors: unknown[] = [];
   app.silent = true;
   app.on('error', (error: unknown) => errors.push(error));
-  return { url: await listen(t, app.callback()), errors };
+  const handle = app.callback();
+  // Koa's handler resolves when it has answered, and reports its own errors (above).
+  return { url: await listen(t, (req, res) => void handle(req, res)), errors };
 }
 
 /** Starts a Fastify instance on 127.0.0.1:0 for one test (closed when it ends); returns its base URL. */
