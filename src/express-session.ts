@@ -23,7 +23,7 @@ export class SealedStore extends FrameworkStore {
     return false;
   }
 
-  createSession(req: Request, data: SessionData): session.Session & Partial<SessionData> {
+  createSession(req: Request, data: SessionData): session.Session & SessionData {
     const made = expressStore.createSession.call(this as unknown as session.Store, req, data);
     this.linkBase(data, made);
     return made;
