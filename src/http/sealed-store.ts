@@ -30,6 +30,12 @@ interface Base {
   readonly data: SessionData;
   /** Roughly what it holds in memory (its JSON's length), for the bound on remembered bases. */
   readonly size: number;
+  /**
+   * What `get` handed out was read from: the stored version, and its last use as the request
+   * knows it. A `touch` of the object needs nothing more, so it costs no read.
+   */
+  readonly stored?: StoredSession;
+  used?: number;
 }
 
 /** A stored session as a framework sees it: its record, with the cookie's expiry moved by later uses. */
@@ -110,15 +116,20 @@ export class SealedStore extends EventEmitter {
     const { callback, options } = parse<SessionRecord | undefined>(rest);
     return this.#run(callback, async (store) => {
       const stored = await store.peek(sid);
-      const view = stored === null ? null : viewOf(stored, store.options.now());
-      if (view === null) return undefined;
       const now = store.options.now();
+      const view = stored === null ? null : viewOf(stored, now);
+      if (view === null) return undefined;
+      let used = view.used;
       // Use, for the idle timeout, of a session that has no end of its own (a browser-session
       // cookie): marked at most once per touchInterval, never rewritten.
-      if (!view.ownEnd && now - view.used >= store.options.touchIntervalMs) {
-        await store.markUse(sid, view.stored, now).catch((error: unknown) => store.emit('warning', { message: 'could not mark a session as used', error }));
+      if (!view.ownEnd && now - used >= store.options.touchIntervalMs) {
+        const marked = await store.markUse(sid, view.stored, now).catch((error: unknown) => {
+          store.emit('warning', { message: 'could not mark a session as used', error });
+          return false;
+        });
+        if (marked) used = now;
       }
-      const base: Base = { data: view.stored.data, size: view.stored.plaintext.length };
+      const base: Base = { data: view.stored.data, size: view.stored.plaintext.length, stored: view.stored, used };
       this.#handedOut.set(view.record, base);
       const context = contextOf(options);
       if (context !== undefined) this.#contextBases(context).set(sid, base);
@@ -189,23 +200,31 @@ export class SealedStore extends EventEmitter {
   touch(sid: string, sess: object, ...rest: unknown[]): Promise<void> | void {
     const { callback } = parse<undefined>(rest);
     return this.#run(callback, async (store) => {
-      const stored = await store.peek(sid);
-      const view = stored === null ? null : viewOf(stored, store.options.now());
-      if (view === null) return undefined;
+      const now = store.options.now();
+      // What this store handed out for `sess` says all a touch needs: no read. (Had another
+      // request rewritten the session since, the mark lands within milliseconds of exact: every
+      // framework write stores an expiry about its cookie's maxAge ahead of its own time.)
+      const known = this.#handedOut.get(sess);
+      const stored = known?.stored ?? (await store.peek(sid));
+      if (stored === null) return undefined;
+      const used = known?.stored !== undefined ? (known.used ?? stored.mtimeMs) : lastUse(stored.header, stored.mtimeMs);
+      const timing = cookieTiming(stored, used);
+      if (timing !== null && timing.moved <= now) return undefined;
       const given = (sess as { cookie?: unknown }).cookie;
       const next = given === undefined ? undefined : plain(given, 'cookie');
-      const mark = markFor(view, next);
+      const mark = markFor(stored, next);
       if (mark === 'use') {
-        const now = store.options.now();
-        if (now - view.used >= store.options.touchIntervalMs) await store.markUse(sid, view.stored, now);
+        if (now - used >= store.options.touchIntervalMs && (await store.markUse(sid, stored, now)) && known !== undefined) known.used = now;
       } else if (mark !== 'store') {
-        if (mark !== view.used) await store.markUse(sid, view.stored, mark);
+        if (mark !== used && (await store.markUse(sid, stored, mark)) && known !== undefined) known.used = mark;
       } else {
         // Anything else about the cookie changed: stored, as a change of that key alone.
         const target = store.attach(sid);
         if (next === undefined) target.delete('cookie');
         else target.set('cookie', next as JsonValue);
         await store.commit(target, { expires: cookieEndOf({ cookie: next })?.time ?? null });
+        // Rewritten: a later touch reads what is stored now.
+        if (known !== undefined) this.#handedOut.set(sess, { data: known.data, size: known.size });
       }
       return undefined;
     });
@@ -354,21 +373,22 @@ function cookieEndOf(record: SessionRecord): CookieEnd | null {
   return { time, form: new Date(time).toISOString() === expires ? 'iso' : 'ms' };
 }
 
-/**
- * The session as the framework sees it at `now`, or null when its cookie says it has ended (as
- * MemoryStore does: `expires <= now`). The cookie's `expires` was stored as of the last write;
- * a later keep-alive mark (a `touch`) moves it by as much as it moved the last use.
- */
+/** When the session's cookie ends, as of its last use `used`: stored as of its last write, moved by as much as a later keep-alive mark (a `touch`) moved the last use. */
+function cookieTiming(stored: StoredSession, used: number): { end: CookieEnd; moved: number } | null {
+  const end = cookieEndOf({ cookie: stored.data.get('cookie') });
+  return end === null ? null : { end, moved: end.time + (used - stored.header.written) };
+}
+
+/** The session as the framework sees it at `now`, or null when its cookie says it has ended (as MemoryStore does: `expires <= now`). */
 function viewOf(stored: StoredSession, now: number): View | null {
-  const record = (JSON.parse(stored.plaintext) as { data: SessionRecord }).data;
   const used = lastUse(stored.header, stored.mtimeMs);
-  const end = cookieEndOf(record);
-  if (end !== null) {
-    const moved = end.time + (used - stored.header.written);
-    if (moved <= now) return null;
-    if (moved !== end.time) (record['cookie'] as Record<string, unknown>)['expires'] = end.form === 'iso' ? new Date(moved).toISOString() : moved;
+  const timing = cookieTiming(stored, used);
+  if (timing !== null && timing.moved <= now) return null;
+  const record = (JSON.parse(stored.plaintext) as { data: SessionRecord }).data;
+  if (timing !== null && timing.moved !== timing.end.time) {
+    (record['cookie'] as Record<string, unknown>)['expires'] = timing.end.form === 'iso' ? new Date(timing.moved).toISOString() : timing.moved;
   }
-  return { stored, record, used, ownEnd: end !== null || typeof record['_expire'] === 'number' };
+  return { stored, record, used, ownEnd: timing !== null || typeof record['_expire'] === 'number' };
 }
 
 /**
@@ -376,8 +396,8 @@ function viewOf(stored: StoredSession, now: number): View | null {
  * use, rate-limited), a keep-alive mark at that time (only `expires` moved, later: the mark
  * reproduces it exactly), or `'store'` (anything else: the cookie is written).
  */
-function markFor(view: View, next: SessionRecord | undefined): number | 'use' | 'store' {
-  const current: unknown = view.stored.data.get('cookie');
+function markFor(stored: StoredSession, next: SessionRecord | undefined): number | 'use' | 'store' {
+  const current: unknown = stored.data.get('cookie');
   if (next === undefined || typeof current !== 'object' || current === null) return next === undefined && current === undefined ? 'use' : 'store';
   const { expires: before, ...restBefore } = current as Record<string, unknown>;
   const { expires: after, ...restAfter } = next;
@@ -388,7 +408,7 @@ function markFor(view: View, next: SessionRecord | undefined): number | 'use' | 
   // Only what `get` would write back exactly: the same form, a canonical string, no earlier than written.
   if (from === null || to === null || from.form !== to.form || to.time < from.time) return 'store';
   if (to.form === 'iso' ? new Date(to.time).toISOString() !== after : to.time !== after) return 'store';
-  return view.stored.header.written + (to.time - from.time);
+  return stored.header.written + (to.time - from.time);
 }
 
 /** `data` → `record` as changes of `target`: keys added or changed are set (`cookie` always), keys gone are deleted. */
