@@ -185,7 +185,9 @@ async function main(kind: StoreKind, target: string): Promise<void> {
       await client.connect();
       store = new RedisStore({ client });
     }
-    app.use(session({ secret: EXPRESS_SESSION_SECRET, resave: false, saveUninitialized: false, store }));
+    // A cookie maxAge, as most apps set one: express-session then moves every unchanged
+    // session's expiry on each request (store.touch), which each store handles its own way.
+    app.use(session({ secret: EXPRESS_SESSION_SECRET, resave: false, saveUninitialized: false, store, cookie: { maxAge: 30 * 60 * 1000 } }));
     const data = (req: Request) => req.session as unknown as Record<string, unknown>;
     const create: RequestHandler = (req, res) => {
       data(req)['user'] = 'alice';
