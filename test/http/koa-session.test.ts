@@ -85,11 +85,13 @@ test('koa-session + SealedStore: ctx.session = null ends the session; what is le
 });
 
 test('koa-session + SealedStore: maxAge is honoured (koa-session starts a new session once it passes)', async (t) => {
-  const { url } = await setup(t, { maxAge: 800 });
+  const { url } = await setup(t, { maxAge: 2000 });
   const jar = new CookieJar();
+  const started = Date.now();
   await send(t, jar, `${url}/set/user/ada`, 'POST');
   t.deepEqual(await send(t, jar, `${url}/get`), { user: 'ada' });
-  await new Promise((resolve) => setTimeout(resolve, 1000));
+  t.true(Date.now() - started < 2000, 'too slow to see the session alive');
+  await new Promise((resolve) => setTimeout(resolve, started + 2300 - Date.now()));
   t.deepEqual(await send(t, jar, `${url}/get`), {});
 });
 
