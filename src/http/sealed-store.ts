@@ -72,7 +72,9 @@ const BASES_BY_ID = { max: 10_000, maxSize: 32 * 1024 * 1024 };
  *    the absolute timeout if that comes first;
  *  - saving a session the store handed to this request stores only what the request changed,
  *    merged onto the latest version (concurrent requests that change different keys all
- *    persist); a session it did not hand out is replaced whole;
+ *    persist); a session it did not hand out is replaced whole. It knows what it handed out by
+ *    the object (express-session, through `createSession`), by koa-session's `ctx`, or else —
+ *    @fastify/session builds its own object — by the id, from its recent `get`s (a bounded number);
  *  - after `destroy(id)`, a save of that id stores nothing (a tombstone stands in its place until
  *    the session's own end), in any process: a logout sticks;
  *  - `touch` does not rewrite the file: it moves its keep-alive mark, from which `get` reports
