@@ -12,7 +12,7 @@
  * says how to install it. Servers and redis-server are stopped and the temp dir removed however
  * the bench ends (also on Ctrl-C).
  */
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,7 +28,7 @@ import { otherCpuWindow, waitIdle, waitQuiet } from './machine.js';
 import { aesGcmSealOp, filesystemType, kilobyteFileOps, measureRate, measureSync, mkdirRmdirOp, writeFsyncRenameOp } from './raw.js';
 import { REDIS_INSTALL_HINT, redisServerVersion, startRedis } from './redis.js';
 import { renderMarkdown, type BenchResults, type LoadResult, type LostUpdateRow, type ScenarioRow } from './report.js';
-import { EXPRESS_SESSION_SECRET, SEALED_KEY, SHARABLE, STORE_KINDS, STORE_LABELS, type StoreKind } from './stores.js';
+import { EXPRESS_SESSION_SECRET, FASTIFY_SESSION_SECRET, KOA_KEYS, SEALED_KEY, SHARABLE, STORE_KINDS, STORE_LABELS, type StoreKind } from './stores.js';
 
 // ---------------------------------------------------------------- arguments
 
@@ -117,13 +117,16 @@ async function startServer(kind: StoreKind, target: string): Promise<Server> {
   return server;
 }
 
-/** The `name=value` of the session cookie a response sets, or null. */
+/** The session cookies' names, per framework (koa-session signs with a second cookie). */
+const SESSION_COOKIES = new Set(['sid', 'connect.sid', 'koa.sess', 'koa.sess.sig', 'sessionId']);
+
+/** The `name=value` pairs of the session cookies a response sets (joined for a Cookie header), or null. */
 function sessionCookieOf(response: Response): string | null {
-  for (const cookie of response.headers.getSetCookie()) {
-    const pair = cookie.split(';')[0]!;
-    if (pair.startsWith('sid=') || pair.startsWith('connect.sid=')) return pair;
-  }
-  return null;
+  const pairs = response.headers
+    .getSetCookie()
+    .map((cookie) => cookie.split(';')[0]!)
+    .filter((pair) => SESSION_COOKIES.has(pair.slice(0, pair.indexOf('='))));
+  return pairs.length === 0 ? null : pairs.join('; ');
 }
 
 async function seedOne(url: string): Promise<string> {
@@ -145,22 +148,43 @@ async function seed(url: string, count: number): Promise<string[]> {
 // with its `secret`. Both with cookie-signature. Checked against a cookie each server really set.
 const nativeSecret = createKeyring([SEALED_KEY]).keys[0]!.cookieSecret;
 
+/** Keygrip's signature (koa's signed cookies): HMAC-SHA1 of `name=value`, base64url without padding. */
+function keygripSign(data: string, key: string): string {
+  return createHmac('sha1', key)
+    .update(data)
+    .digest('base64')
+    .replace(/\/|\+|=/g, (c) => ({ '/': '_', '+': '-', '=': '' })[c]!);
+}
+
 function unknownCookie(kind: StoreKind): string {
-  if (kind === 'sealed') return `sid=${signId(generateId(), nativeSecret)}`;
+  if (kind === 'sealed' || kind === 'koa' || kind === 'fastify') return `sid=${signId(generateId(), nativeSecret)}`;
+  if (kind === 'koa-session-store') {
+    const value = `${Date.now()}-${randomBytes(16).toString('hex')}`;
+    return `koa.sess=${value}; koa.sess.sig=${keygripSign(`koa.sess=${value}`, KOA_KEYS[0]!)}`;
+  }
+  // @fastify/cookie's signer is cookie-signature's (HMAC-SHA256, base64 without padding), URI-encoded.
+  if (kind === 'fastify-session-store') return `sessionId=${encodeURIComponent(signature.sign(randomBytes(24).toString('base64url'), FASTIFY_SESSION_SECRET))}`;
   // express-session's ids: uid-safe(24), base64url.
   return `connect.sid=${encodeURIComponent(`s:${signature.sign(randomBytes(24).toString('base64url'), EXPRESS_SESSION_SECRET)}`)}`;
 }
 
 function checkSigning(kind: StoreKind, seededCookie: string): void {
-  const value = seededCookie.slice(seededCookie.indexOf('=') + 1);
-  if (kind === 'sealed') {
-    const id = value.slice(0, value.indexOf('.'));
-    if (signId(id, nativeSecret) !== value)
-      throw new Error('the bench signs native cookies differently from the server: unknown-id cookies would be rejected as forged');
+  const pairs = new Map(seededCookie.split('; ').map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)] as const));
+  const fail = () => {
+    throw new Error(`the bench signs ${kind} cookies differently from the server: unknown-id cookies would be rejected as forged`);
+  };
+  if (kind === 'sealed' || kind === 'koa' || kind === 'fastify') {
+    const value = pairs.get('sid') ?? '';
+    if (signId(value.slice(0, value.indexOf('.')), nativeSecret) !== value) fail();
+  } else if (kind === 'koa-session-store') {
+    if (keygripSign(`koa.sess=${pairs.get('koa.sess')}`, KOA_KEYS[0]!) !== pairs.get('koa.sess.sig')) fail();
+  } else if (kind === 'fastify-session-store') {
+    const decoded = decodeURIComponent(pairs.get('sessionId') ?? '');
+    if (signature.sign(decoded.slice(0, decoded.lastIndexOf('.')), FASTIFY_SESSION_SECRET) !== decoded) fail();
   } else {
-    const decoded = decodeURIComponent(value);
+    const decoded = decodeURIComponent(pairs.get('connect.sid') ?? '');
     const id = decoded.slice(2, decoded.lastIndexOf('.'));
-    if (`s:${signature.sign(id, EXPRESS_SESSION_SECRET)}` !== decoded) throw new Error(`the bench signs ${kind} cookies differently from express-session`);
+    if (`s:${signature.sign(id, EXPRESS_SESSION_SECRET)}` !== decoded) fail();
   }
 }
 
@@ -290,6 +314,10 @@ async function main(): Promise<void> {
   const versions = {
     express: packageVersion('express'),
     'express-session': packageVersion('express-session'),
+    koa: packageVersion('koa'),
+    'koa-session': packageVersion('koa-session'),
+    fastify: packageVersion('fastify'),
+    '@fastify/session': packageVersion('@fastify/session'),
     'session-file-store': packageVersion('session-file-store'),
     'connect-redis': packageVersion('connect-redis'),
     redis: packageVersion('redis'),

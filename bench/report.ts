@@ -262,8 +262,9 @@ export function renderMarkdown(results: BenchResults): string {
   for (const note of results.notes) add(`- ${note}`);
   add(
     '- session-file-store retries a missing file 5 times (its default `retries`, 50–100 ms apart) before it reports "no session": that is its `unknown` latency.',
-    '- express-session stores get the session through express-session (`resave: false`, `saveUninitialized: false`); express-session touches an unchanged session on every read, which session-file-store turns into a rewrite.',
-    "- `SealedStore` implements express-session's contract, whose `set()` replaces the whole session: its lost updates are express-session's, as with every peer. The native `sessions()` merges each request's changes under a lock.",
+    "- express-session stores get the session through express-session (`resave: false`, `saveUninitialized: false`, cookie `maxAge` 30 min); express-session touches an unchanged session on every read, which session-file-store turns into a rewrite, connect-redis into an EXPIRE, and `SealedStore` into a keep-alive mark (the file's mtime, no rewrite) from which `get` reports the moved `cookie.expires` exactly; the mark also makes the next read of that session a full read (the read cache validates by file version).",
+    "- express-session's contract has `set()` hand over the whole session, so every peer's last writer wins. `SealedStore` turns each save of a session it handed out into that request's per-key changes, merged under the session's lock as the native `sessions()` does (koa-session and @fastify/session too).",
+    '- koa-session and @fastify/session with `SealedStore` save only changed sessions (@fastify/session with `rolling: false`, `saveUninitialized: false`: its default `rolling: true` would make every read a write). The native Koa and Fastify adapters are the same transaction as `sessions()` on Express.',
     '',
   );
   return lines.join('\n');

@@ -14,3 +14,6 @@ export { sessions } from './http/middleware.js';
 export type { SessionsOptions, RequestWithTransaction } from './http/middleware.js';
 export { Transaction } from './http/transaction.js';
 export type { CookieOptions } from './http/cookie.js';
+export { SealedStore } from './http/sealed-store.js';
+export type { SessionRecord, StoreCallback, StoreCallOptions } from './http/sealed-store.js';
+export type { DestroyOptions } from './core/store.js';

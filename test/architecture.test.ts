@@ -21,6 +21,14 @@ const SESSION_MODEL = ['core/session.ts', 'core/changes.ts', 'core/json-value.ts
 /** Packages of the frameworks we serve: only their own entry or adapter may name them. */
 const FRAMEWORKS = /^(express|express-session|koa|koa-session|fastify|@fastify\/[^/]+|redis|@redis\/[^/]+|ioredis|iovalkey)(\/|$)/;
 const DISK = /^(node:)?fs(\/promises)?$|^(proper-lockfile|write-file-atomic)$/;
+/** The web frameworks and their session packages. */
+const WEB = /^(express|express-session|koa|koa-session|fastify|@fastify\/[^/]+)(\/|$)/;
+/** Which web framework each file may name: its own entry or adapter, and nothing else. */
+const WEB_OWNERS: Readonly<Record<string, RegExp>> = {
+  'express-session.ts': /^(express|express-session)$/,
+  'http/koa.ts': /^koa$/,
+  'http/fastify.ts': /^fastify$/,
+};
 
 export interface Import {
   /** The importing file, relative to src/. */
@@ -28,6 +36,8 @@ export interface Import {
   /** A file relative to src/ for a relative import, else the package or builtin as written. */
   readonly to: string;
   readonly relative: boolean;
+  /** `import type` / `export type`: gone at run time. */
+  readonly typeOnly?: boolean;
 }
 
 /** Every import of every .ts file under `root` (relative imports resolved to files under it). */
@@ -40,7 +50,7 @@ export async function importGraph(root: string): Promise<Import[]> {
       const specifier = (match[1] ?? match[2] ?? match[3])!;
       const relative = specifier.startsWith('.');
       const to = relative ? path.normalize(path.join(path.dirname(file), specifier)).replace(/\.js$/, '.ts') : specifier;
-      imports.push({ from: file, to, relative });
+      imports.push({ from: file, to, relative, typeOnly: /^[\s;]*(import|export)\s+type\s/.test(match[0]) });
     }
   }
   return imports;
@@ -72,6 +82,11 @@ export function violations(imports: readonly Import[]): string[] {
   rule('nothing but bin.ts and the CLI itself imports cli/', (e) => e.relative && under('cli')(e.to) && e.from !== 'bin.ts' && !under('cli')(e.from));
   rule('the library never imports the demo or the benchmarks', (e) => e.relative && /^\.\.\/(demo|bench)\//.test(e.to));
   rule('only the file backend’s io module touches the disk', (e) => !e.relative && DISK.test(e.to) && e.from !== 'backends/file/io.ts');
+  rule(
+    'a web framework is named only by its own entry or adapter',
+    (e) => !isCore(e.from) && !e.relative && WEB.test(e.to) && !(WEB_OWNERS[e.from]?.test(e.to) ?? false),
+  );
+  rule('the http/ adapters know their framework only as types', (e) => isHttp(e.from) && !e.relative && WEB.test(e.to) && e.typeOnly !== true);
   return broken;
 }
 
@@ -93,6 +108,9 @@ test('the rule checker catches each kind of broken import', (t) => {
     { from: 'ops/verify.ts', to: 'cli/command.ts', relative: true },
     { from: 'index.ts', to: '../demo/server.ts', relative: true },
     { from: 'backends/file/file-backend.ts', to: 'node:fs', relative: false },
+    { from: 'http/sealed-store.ts', to: 'express-session', relative: false, typeOnly: true },
+    { from: 'http/koa.ts', to: 'fastify', relative: false, typeOnly: true },
+    { from: 'http/fastify.ts', to: 'fastify', relative: false },
   ];
   t.is(violations(bad).length, bad.length, violations(bad).join('\n'));
   const good: Import[] = [
@@ -102,8 +120,29 @@ test('the rule checker catches each kind of broken import', (t) => {
     { from: 'backends/file/file-backend.ts', to: 'core/backend.ts', relative: true },
     { from: 'backends/file/io.ts', to: 'node:fs', relative: false },
     { from: 'bin.ts', to: 'cli/main.ts', relative: true },
+    { from: 'http/koa.ts', to: 'koa', relative: false, typeOnly: true },
+    { from: 'express-session.ts', to: 'express-session', relative: false },
   ];
   t.deepEqual(violations(good), []);
+});
+
+test('the main, Koa and Fastify entries load no web framework at run time (a framework-neutral store needs none installed)', async (t) => {
+  const imports = await importGraph(SRC);
+  for (const entry of ['index.ts', 'koa.ts', 'fastify.ts']) {
+    const seen = new Set<string>();
+    const named: string[] = [];
+    const visit = (file: string) => {
+      if (seen.has(file)) return;
+      seen.add(file);
+      for (const edge of imports.filter((e) => e.from === file && e.typeOnly !== true)) {
+        if (edge.relative) visit(edge.to);
+        else if (WEB.test(edge.to)) named.push(`${file} → ${edge.to}`);
+      }
+    };
+    visit(entry);
+    t.true(seen.has('http/sealed-store.ts') || entry !== 'index.ts', 'the graph walk reaches the store');
+    t.deepEqual(named, [], `${entry} loads a framework`);
+  }
 });
 
 test('the library never writes to the console', async (t) => {

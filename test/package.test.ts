@@ -30,3 +30,15 @@ test('package.json names the bin, ESM exports with types, and the Node floor', a
   const types = (pkg['exports'] as Record<string, Record<string, string>>)['.']!['types']!;
   await t.notThrowsAsync(fs.access(path.join(root, types)));
 });
+
+test('the framework entries import by name from the built package', async (t) => {
+  const script = [
+    `const koa = await import('sealed-sessions/koa');`,
+    `const fastify = await import('sealed-sessions/fastify');`,
+    `const express = await import('sealed-sessions/express-session');`,
+    `const main = await import('sealed-sessions');`,
+    `process.stdout.write(JSON.stringify({ koa: typeof koa.sessions, fastify: typeof fastify.sessions, skipOverride: fastify.sessions[Symbol.for('skip-override')], express: typeof express.SealedStore, neutral: typeof main.SealedStore, sub: Object.getPrototypeOf(express.SealedStore) === main.SealedStore }));`,
+  ].join('\n');
+  const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: root });
+  t.deepEqual(JSON.parse(stdout), { koa: 'function', fastify: 'function', skipOverride: true, express: 'function', neutral: 'function', sub: true });
+});

@@ -5,7 +5,7 @@ import { seal, type EnvelopeHeader } from '../crypto/seal.js';
 import { SealedSessionError, sessionTypeError } from '../errors.js';
 import type { Backend, CurrentEnvelope, Decision } from './backend.js';
 import { applyChanges, type ChangeSet, type SessionData } from './changes.js';
-import { expiresAt, isExpired, lastUse } from './expiry.js';
+import { expiresAt, isExpired, isLive, isTombstone, lastUse } from './expiry.js';
 import type { JsonValue } from './json-value.js';
 import { maxEnvelopeBytes, type ResolvedOptions } from './options.js';
 import { openEnvelope, plaintextOf, type ReadOutcome, type StoredSession, type TamperReason } from './sealed-session.js';
@@ -17,10 +17,31 @@ const inside = sessionInternals();
 /** What a commit did: wrote a new version, found nothing to write, or found the session destroyed or expired. */
 export type CommitOutcome = 'written' | 'unchanged' | 'gone';
 
-/** @internal Deadlines set by the caller instead of the store's timeouts (express-session's cookie decides there). */
+/**
+ * @internal How a framework's cookie bounds a session (express-session, @fastify/session and
+ * koa-session, through `SealedStore`). The store's absolute timeout bounds it in every case.
+ */
 export interface CommitOptions {
-  /** When the session expires, ms since the epoch; null: never (it is not idle-expired either). */
+  /**
+   * When the framework's cookie expires, ms since the epoch: the session is then written with
+   * that much idle time from now (so a keep-alive mark moves its end as a framework's `touch`
+   * moves the cookie), and its last use is exactly this write's time. null: the cookie has no
+   * expiry (a browser-session cookie), and the store's own idle timeout bounds the session.
+   */
   readonly expires: number | null;
+}
+
+/** Options of `Store.destroy()`. */
+export interface DestroyOptions {
+  /**
+   * Leave a tombstone until the session's own end instead of removing it at once: a sealed
+   * envelope with no data, marked in its clear-text header, that every read takes for "no
+   * session" and onto which no commit stores anything — so a late save of that id from a request
+   * still in flight (in any process) cannot bring the session back. gc removes it after that
+   * end. What `SealedStore.destroy()` does for the frameworks; `expireSession()` removes.
+   * @default false
+   */
+  readonly tombstone?: boolean;
 }
 
 export interface GcOptions {
@@ -66,7 +87,12 @@ type Job =
       readonly resolve: (outcome: CommitOutcome) => void;
       readonly reject: (error: unknown) => void;
     }
-  | { readonly kind: 'destroy'; readonly resolve: (existed: boolean) => void; readonly reject: (error: unknown) => void };
+  | {
+      readonly kind: 'destroy';
+      readonly tombstone: boolean;
+      readonly resolve: (existed: boolean) => void;
+      readonly reject: (error: unknown) => void;
+    };
 
 interface Queue {
   readonly id: string;
@@ -187,17 +213,54 @@ export class Store extends EventEmitter<StoreEvents> {
   }
 
   /**
+   * A handle on the stored session `id` that holds no data: the changes made to it merge onto
+   * the latest stored version at commit, which stores nothing when there is none (destroyed,
+   * expired, a tombstone). For a framework store's per-key change sets.
+   * @internal
+   */
+  attach(id: string): Session {
+    if (!isStorableId(id)) throw sessionTypeError('ERR_SESSION_OPTION', `a session id must be a string of at most ${MAX_STORABLE_ID} characters`);
+    return new Session(id, new Map(), false, this);
+  }
+
+  /**
+   * The live stored session of `id` — its data, clear-text times and last use — read without
+   * marking a use (a framework store decides that itself); null when there is none.
+   * @internal
+   */
+  peek(id: string): Promise<StoredSession | null> {
+    return this.#readLive(id);
+  }
+
+  /**
+   * Marks `stored` (the session `id`, as `peek` gave it) as used at `atMs` without rewriting it:
+   * the keep-alive a framework's `touch` becomes. False when it is gone.
+   * @internal
+   */
+  markUse(id: string, stored: StoredSession, atMs: number): Promise<boolean> {
+    return this.#backend.keepAlive(fileNameOf(id), atMs, expiresAt(stored.header, atMs));
+  }
+
+  /**
    * Every live session, streamed from the backend (a bounded number at a time): for listings
    * such as express-session's `all()`. Entries that fail to open are reported through `tamper`
    * and skipped.
    */
   async *sessions(): AsyncGenerator<Session> {
+    for await (const session of this.storedSessions()) yield new Session(session.id, session.data, false, this);
+  }
+
+  /**
+   * `sessions()` as stored: with their clear-text times and last use (for a framework store's listings).
+   * @internal
+   */
+  async *storedSessions(): AsyncGenerator<StoredSession> {
     for await (const item of this.#backend.scan({ headers: false })) {
       if (item.kind !== 'session') continue;
       const outcome = await this.read(item.name);
       if (outcome.state !== 'found') continue;
       const { session } = outcome;
-      if (!isExpired(session.header, session.mtimeMs, this.#options.now())) yield new Session(session.id, session.data, false, this);
+      if (isLive(session.header, session.mtimeMs, this.#options.now())) yield session;
     }
   }
 
@@ -248,7 +311,7 @@ export class Store extends EventEmitter<StoreEvents> {
     if (!isStorableId(id)) return null;
     const outcome = await this.read(fileNameOf(id));
     if (outcome.state !== 'found') return null;
-    return isExpired(outcome.session.header, outcome.session.mtimeMs, this.#options.now()) ? null : outcome.session;
+    return isLive(outcome.session.header, outcome.session.mtimeMs, this.#options.now()) ? outcome.session : null;
   }
 
   /**
@@ -282,10 +345,14 @@ export class Store extends EventEmitter<StoreEvents> {
     });
   }
 
-  /** Ends a session: it is gone from the backend when this resolves. True when there was one. */
-  destroy(id: string): Promise<boolean> {
+  /**
+   * Ends a session: it is gone from the backend when this resolves (or, with `tombstone`, a
+   * tombstone stands in its place until its own end). True when there was one.
+   */
+  destroy(id: string, options: DestroyOptions = {}): Promise<boolean> {
     if (!isStorableId(id)) return Promise.resolve(false);
-    return new Promise((resolve, reject) => this.#enqueue(id, { kind: 'destroy', resolve, reject }));
+    const tombstone = options.tombstone === true;
+    return new Promise((resolve, reject) => this.#enqueue(id, { kind: 'destroy', tombstone, resolve, reject }));
   }
 
   #enqueue(id: string, job: Job): void {
@@ -335,40 +402,60 @@ export class Store extends EventEmitter<StoreEvents> {
     const latest: ReadOutcome = current === null ? { state: 'missing' } : this.open(name, current.bytes, undefined);
     const now = this.#options.now();
     const onDisk = latest.state !== 'missing';
-    const base = latest.state === 'found' ? await this.#liveBase(latest.session, current!, now) : null;
+    const stored = latest.state === 'found' ? latest.session : null;
+    // A tombstone before its end: the session was destroyed, and nothing is stored under its name.
+    const tombstone = stored !== null && isTombstone(stored.header) && now < stored.header.absoluteDeadline;
+    const base = stored !== null && !isTombstone(stored.header) ? await this.#liveBase(stored, current!, now) : null;
 
-    let plan = planBatch(base, batch, this.#options.maxBytes, false);
+    let plan = planBatch(base, tombstone, batch, this.#options.maxBytes, false);
     // Too large together: replay one by one, refusing only the commits that cross the limit.
-    if (plan.tooLarge) plan = planBatch(base, batch, this.#options.maxBytes, true);
+    if (plan.tooLarge) plan = planBatch(base, tombstone, batch, this.#options.maxBytes, true);
     const settle = (written: boolean) => () => settleBatch(batch, plan, written);
 
     if (!plan.exists) {
       // Only a destroy removes a session. One this process cannot open (sealed under a key it
       // lacks, say, by a newer server mid-rotation) is left alone: it is "no session" here, not
-      // ours to delete.
-      const remove = onDisk && batch.some((job) => job.kind === 'destroy');
-      return { action: remove ? 'remove' : 'keep', result: { settle: settle(false), written: null } };
+      // ours to delete. A tombstone stays until its end (gc's to remove).
+      const destroying = onDisk && !tombstone && batch.some((job) => job.kind === 'destroy');
+      if (!destroying) return { action: 'keep', result: { settle: settle(false), written: null } };
+      if (base !== null && batch.some((job) => job.kind === 'destroy' && job.tombstone)) {
+        // In place of the file, by one atomic write: there is no moment without an entry that a
+        // late commit could fill. It lasts as long as the session would have.
+        const end = expiresAt(base.header, (await current!.lastUse()) ?? base.mtimeMs);
+        if (end > now) {
+          const times = { created: base.header.created, written: now, absoluteDeadline: end, idleSeconds: 0 };
+          const bytes = seal(this.#keyring, times, Buffer.from(plaintextOf(id, '{}'), 'utf8'), name);
+          return { action: 'write', bytes, expiresAtMs: end, result: { settle: settle(false), written: null } };
+        }
+      }
+      return { action: 'remove', result: { settle: settle(false), written: null } };
     }
     const plaintext = plaintextOf(id, plan.dataJson);
-    const deadline = lastDeadline(batch);
-    const absoluteDeadline =
-      deadline !== undefined ? (deadline.expires ?? Number.POSITIVE_INFINITY) : (base?.header.absoluteDeadline ?? now + this.#options.absoluteTimeout * 1000);
-    // A caller-set deadline is the only one: such a session is never idle-expired.
-    const idleSeconds = deadline !== undefined ? MAX_IDLE_SECONDS : this.#options.idleTimeout;
+    const cookie = lastDeadline(batch);
+    const created = base?.header.created ?? now;
+    const { absoluteDeadline, idleSeconds } =
+      cookie === undefined
+        ? { absoluteDeadline: base?.header.absoluteDeadline ?? now + this.#options.absoluteTimeout * 1000, idleSeconds: this.#options.idleTimeout }
+        : cookieDeadlines(cookie.expires, created, now, this.#options);
     const stale =
       base === null ||
+      // A framework's save stores what it is given, as its own stores do (and its cookie moves).
+      cookie !== undefined ||
       plaintext !== base.plaintext ||
       base.header.keyIdHex !== this.#keyring.primary.idHex ||
       base.header.absoluteDeadline !== absoluteDeadline ||
       base.header.idleSeconds !== idleSeconds;
     if (!stale) return { action: 'keep', result: { settle: settle(false), written: null } };
-    const times = { created: base?.header.created ?? now, written: now, absoluteDeadline, idleSeconds };
+    const times = { created, written: now, absoluteDeadline, idleSeconds };
     const bytes = seal(this.#keyring, times, Buffer.from(plaintext, 'utf8'), name);
     const header: EnvelopeHeader = { version: 1, keyIdHex: this.#keyring.primary.idHex, ...times };
     return {
       action: 'write',
       bytes,
       expiresAtMs: expiresAt(header, now),
+      // A cookie's end is reported as "this write's time + (its expiry - this write's time)"
+      // moved by later keep-alive marks: the last use must be exactly the time sealed in.
+      ...(cookie?.expires != null ? { lastUseMs: now } : {}),
       result: { settle: settle(true), written: { id, data: plan.data, plaintext, header, mtimeMs: now } },
     };
   }
@@ -414,7 +501,7 @@ export class Store extends EventEmitter<StoreEvents> {
     const now = this.#options.now();
     const expiresIn = EXPIRY_BUCKETS.map((bucket) => ({ ...bucket, sessions: 0 }));
     const byKeyId: Record<string, number> = {};
-    const totals = { sessions: 0, bytes: 0, live: 0, expired: 0, unreadable: 0, debris: 0 };
+    const totals = { sessions: 0, bytes: 0, live: 0, expired: 0, tombstones: 0, unreadable: 0, debris: 0 };
     let oldestCreated: number | null = null;
     let newestCreated: number | null = null;
     for await (const item of this.#backend.scan()) {
@@ -436,6 +523,10 @@ export class Store extends EventEmitter<StoreEvents> {
       byKeyId[header.keyIdHex] = (byKeyId[header.keyIdHex] ?? 0) + 1;
       if (isExpired(header, item.lastUseMs, now)) {
         totals.expired++;
+        continue;
+      }
+      if (isTombstone(header)) {
+        totals.tombstones++;
         continue;
       }
       totals.live++;
@@ -479,6 +570,8 @@ export interface StoreStats {
   readonly live: number;
   /** Expired, not yet removed by gc. */
   readonly expired: number;
+  /** Sessions destroyed through a framework store whose tombstone stands until the session's own end (then gc removes it). */
+  readonly tombstones: number;
   /** Files with a session's name but not our format. */
   readonly unreadable: number;
   /** Lock folders and temp files (in use or left by killed processes). */
@@ -493,6 +586,22 @@ export interface StoreStats {
 }
 
 const MAX_IDLE_SECONDS = 0xffff_ffff;
+
+/**
+ * A framework session's deadlines. With a cookie expiry, as much idle time as the cookie has left
+ * (whole seconds, rounded up: a framework store checks the exact expiry on every read), so that
+ * a keep-alive mark moves its end as the framework's `touch` moves the cookie; without one, the
+ * store's idle timeout. The absolute timeout from creation bounds both: the store's timeouts bound
+ * every session, whatever the framework (unlike MemoryStore, which keeps a session without a cookie
+ * expiry forever).
+ */
+function cookieDeadlines(expires: number | null, created: number, now: number, options: ResolvedOptions): { absoluteDeadline: number; idleSeconds: number } {
+  const absoluteDeadline = created + options.absoluteTimeout * 1000;
+  if (expires === null) return { absoluteDeadline, idleSeconds: options.idleTimeout };
+  // Already over: stored (as a framework's own store would), and expired from the start.
+  if (expires <= now) return { absoluteDeadline: Math.min(absoluteDeadline, expires), idleSeconds: 1 };
+  return { absoluteDeadline, idleSeconds: Math.min(MAX_IDLE_SECONDS, Math.ceil((expires - now) / 1000)) };
+}
 
 function lastDeadline(batch: readonly Job[]): CommitOptions | undefined {
   let deadline: CommitOptions | undefined;
@@ -514,10 +623,13 @@ function jsonOf(data: SessionData): string {
   return JSON.stringify(Object.fromEntries(data));
 }
 
-/** Replays a batch of jobs, in order, onto the latest stored version (pure: decides, writes nothing). */
-function planBatch(base: StoredSession | null, batch: readonly Job[], maxBytes: number, checkEach: boolean): Plan {
+/**
+ * Replays a batch of jobs, in order, onto the latest stored version (pure: decides, writes
+ * nothing). `tombstone`: the session was destroyed before the batch.
+ */
+function planBatch(base: StoredSession | null, tombstone: boolean, batch: readonly Job[], maxBytes: number, checkEach: boolean): Plan {
   let exists = base !== null;
-  let destroyed = false;
+  let destroyed = tombstone;
   let data: SessionData = base?.data ?? new Map<string, JsonValue>();
   // Only the one-by-one replay needs the JSON of every step.
   let dataJson = checkEach ? jsonOf(data) : '';

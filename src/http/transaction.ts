@@ -9,6 +9,25 @@ import type { Store } from '../core/store.js';
 const MAX_LOOKUPS = 8;
 
 /**
+ * Where a transaction sets its cookie: a node:http `ServerResponse`, or a framework's reply
+ * shaped like one (Fastify keeps its own headers until it writes them).
+ */
+export interface ResponseHeaders {
+  readonly headersSent: boolean;
+  getHeader(name: string): number | string | readonly string[] | undefined;
+  setHeader(name: string, value: number | string | readonly string[]): unknown;
+}
+
+/** What a framework adapter tells a transaction beyond node:http's request and response. */
+export interface TransactionOptions {
+  /**
+   * Whether the request came over TLS, as the framework sees it (behind a proxy too), for
+   * `secure: 'auto'`. Default: Express's `req.secure`, else the socket's own TLS.
+   */
+  readonly isSecure?: () => boolean;
+}
+
+/**
  * One request's view of its session, after WebStack's transaction: `getSession(create)` is
  * `get_session(create)`, `expireSession()` is `expire_session()`. Works on plain node:http
  * requests and responses; the session is loaded at most once, and only when asked for.
@@ -16,17 +35,19 @@ const MAX_LOOKUPS = 8;
 export class Transaction {
   readonly #store: Store;
   readonly #req: IncomingMessage;
-  readonly #res: ServerResponse;
+  readonly #res: ResponseHeaders;
   readonly #cookie: CookieSettings;
+  readonly #isSecure: (() => boolean) | undefined;
   /** undefined: not loaded yet; null: no live session. */
   #current: Session | null | undefined;
   #loading: Promise<void> | undefined;
 
-  constructor(store: Store, req: IncomingMessage, res: ServerResponse, cookie: CookieSettings) {
+  constructor(store: Store, req: IncomingMessage, res: ServerResponse | ResponseHeaders, cookie: CookieSettings, options: TransactionOptions = {}) {
     this.#store = store;
     this.#req = req;
     this.#res = res;
     this.#cookie = cookie;
+    this.#isSecure = options.isSecure;
   }
 
   /**
@@ -114,6 +135,7 @@ export class Transaction {
 
   #secure(): boolean {
     if (this.#cookie.secure !== 'auto') return this.#cookie.secure;
+    if (this.#isSecure !== undefined) return this.#isSecure();
     const expressSecure = (this.#req as { secure?: unknown }).secure;
     if (typeof expressSecure === 'boolean') return expressSecure;
     return (this.#req.socket as Partial<TLSSocket>).encrypted === true;

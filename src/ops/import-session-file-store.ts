@@ -1,9 +1,8 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import type { SessionData } from 'express-session';
 import { isSealedSessionError, sessionTypeError } from '../errors.js';
-import { SealedStore } from '../express-session.js';
+// The framework-neutral store: importing needs no express-session installed (nor does the CLI).
+import { SealedStore } from '../http/sealed-store.js';
 import { forEachLimited } from '../core/for-each-limited.js';
 import { defaultIo } from '../backends/file/io.js';
 import type { StoreOptions } from '../open-store.js';
@@ -94,7 +93,6 @@ export async function importSessionFileStore(options: ImportSessionFileStoreOpti
 
   const sealed = new SealedStore(storeOptions);
   await sealed.ready;
-  const set = promisify(sealed.set.bind(sealed)) as (sid: string, session: SessionData) => Promise<void>;
 
   const counts = { imported: 0, expired: 0, unreadable: 0 };
   const importOne = async (file: string, sid: string): Promise<void> => {
@@ -112,7 +110,7 @@ export async function importSessionFileStore(options: ImportSessionFileStoreOpti
     const data = { ...session };
     delete data[LAST_ACCESS];
     try {
-      await set(sid, data as unknown as SessionData);
+      await sealed.set(sid, data);
     } catch (error) {
       // Refused for this session only (too large, an id the store cannot hold): counted. Any
       // other failure (disk, locks) would fail the next ones too: stop.

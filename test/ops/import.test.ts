@@ -140,7 +140,7 @@ async function assertNoLeak(t: ExecutionContext, dataDir: string, secrets: reado
 /** Every live session is in the sealed store under its old id, deep-equal to what session-file-store serves (less its `__lastAccess`). */
 async function assertImported(t: ExecutionContext, source: Source, dataDir: string, keys: string): Promise<void> {
   const sealed = new SealedStore({ dir: dataDir, keys });
-  const get = promisify(sealed.get.bind(sealed));
+  const get = (sid: string) => sealed.get(sid);
   const fromFileStore = promisify(source.fileStore.get.bind(source.fileStore));
   for (const user of source.users) {
     const got = await get(user.sid);
@@ -155,7 +155,7 @@ async function assertImported(t: ExecutionContext, source: Source, dataDir: stri
     t.deepEqual(got, expected as unknown as session.SessionData, user.name);
     t.like(got, user.data as never);
   }
-  const ids = await promisify(sealed.ids.bind(sealed))();
+  const ids = await sealed.ids();
   t.deepEqual(
     ids?.sort(),
     source.users
