@@ -146,8 +146,13 @@ export interface Backend {
    * conflict), so it must only compute. Resolves once whatever guarded the update is released.
    */
   update<T>(name: string, decide: (current: CurrentEnvelope | null) => Decision<T> | Promise<Decision<T>>, options?: UpdateOptions): Promise<UpdateOutcome<T>>;
-  /** Marks use without rewriting: last use becomes `atMs`, the expiry `expiresAtMs`, never earlier. False when it is gone. */
-  keepAlive(name: string, atMs: number, expiresAtMs: number): Promise<boolean>;
+  /**
+   * Marks use without rewriting: last use becomes `atMs`, the expiry `expiresAtMs`. Null when it
+   * is gone. Else, when the mark changed the stored version and the entry was `known` (the
+   * version a read cache holds) right before it, the version after it, so that cache stays
+   * valid; undefined when that cannot be told.
+   */
+  keepAlive(name: string, atMs: number, expiresAtMs: number, known?: string): Promise<{ readonly version?: string | undefined } | null>;
   /**
    * Streams every stored session's header, and what else is found, a bounded amount at a time.
    * `headers: false`: names only (for a caller that reads every session whole anyway).

@@ -13,6 +13,8 @@ export interface StoredSession {
   readonly header: EnvelopeHeader;
   /** The last keep-alive mark, ms (a file's mtime): the session's last use is the later of it and `header.written`. */
   readonly mtimeMs: number;
+  /** The stored version it was read from, when known (a keep-alive mark then keeps a read cache valid). */
+  readonly version?: string | undefined;
 }
 
 /**

@@ -195,7 +195,7 @@ export class Store extends EventEmitter<StoreEvents> {
     const now = this.#options.now();
     let touched = false;
     if (now - lastUse(stored.header, stored.mtimeMs) >= this.#options.touchIntervalMs) {
-      touched = await this.#backend.keepAlive(fileNameOf(id), now, expiresAt(stored.header, now)).catch((error: unknown) => {
+      touched = await this.#keepAlive(fileNameOf(id), stored, now).catch((error: unknown) => {
         this.emit('warning', { message: 'could not mark a session as used', error });
         return false;
       });
@@ -238,7 +238,7 @@ export class Store extends EventEmitter<StoreEvents> {
    * @internal
    */
   markUse(id: string, stored: StoredSession, atMs: number): Promise<boolean> {
-    return this.#backend.keepAlive(fileNameOf(id), atMs, expiresAt(stored.header, atMs));
+    return this.#keepAlive(fileNameOf(id), stored, atMs);
   }
 
   /**
@@ -291,10 +291,29 @@ export class Store extends EventEmitter<StoreEvents> {
       this.emit('tamper', { file: this.#backend.locate(name), reason: 'unreadable' });
       return { state: 'tampered', reason: 'unreadable' };
     }
-    const outcome = this.open(name, stored.bytes, stored.lastUseMs);
-    if (outcome.state === 'found' && !fresh) this.#cache?.set(name, { version: stored.version, session: outcome.session });
-    else this.#cache?.delete(name);
-    return outcome;
+    const opened = this.open(name, stored.bytes, stored.lastUseMs);
+    if (opened.state !== 'found') {
+      this.#cache?.delete(name);
+      return opened;
+    }
+    const session = { ...opened.session, version: stored.version };
+    if (!fresh) this.#cache?.set(name, { version: stored.version, session });
+    return { state: 'found', session };
+  }
+
+  /**
+   * Marks `stored` (the session stored under `name`, as a read gave it) as used at `atMs`,
+   * without rewriting it. When the mark is a new version of what the read cache holds, the cache
+   * follows it: the next read is still one check, not a whole read. False when it is gone.
+   */
+  async #keepAlive(name: string, stored: StoredSession, atMs: number): Promise<boolean> {
+    const marked = await this.#backend.keepAlive(name, atMs, expiresAt(stored.header, atMs), stored.version);
+    if (marked === null) return false;
+    const cached = this.#cache?.get(name);
+    if (marked.version !== undefined && cached !== undefined && cached.version === stored.version) {
+      this.#cache?.set(name, { version: marked.version, session: { ...cached.session, mtimeMs: atMs, version: marked.version } });
+    }
+    return true;
   }
 
   /**
@@ -385,7 +404,8 @@ export class Store extends EventEmitter<StoreEvents> {
         continue;
       }
       const { settle, written } = outcome.result;
-      if (written !== null && outcome.version !== undefined) this.#cache?.set(name, { version: outcome.version, session: written });
+      if (written !== null && outcome.version !== undefined)
+        this.#cache?.set(name, { version: outcome.version, session: { ...written, version: outcome.version } });
       // Only now, with the update's exclusive access released (and checked not to have been
       // lost), do the commits resolve: the response that waits for them goes out with nothing
       // left held.

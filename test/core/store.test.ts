@@ -10,7 +10,7 @@ import { openStore, type GcReport } from '../../src/index.js';
 import { manualClock } from '../helpers/clock.js';
 import { runSnippet } from '../helpers/node-snippet.js';
 import { faultyIo } from '../helpers/faulty-io.js';
-import { KEY, listFiles, tempDir } from '../helpers/temp-dir.js';
+import { KEY, listFiles, sessionFileOf, tempDir } from '../helpers/temp-dir.js';
 
 const run = promisify(execFile);
 
@@ -167,6 +167,42 @@ test('keeping a session alive never rewrites its file, and marks use at most onc
   t.is(Math.round((await fs.stat(filePath)).mtimeMs), Math.round(clock.now()), 'marked as used');
   t.deepEqual(await fs.readFile(filePath), bytes, 'same bytes: not rewritten');
   t.is(counter.writes(), 1);
+});
+
+test('a keep-alive mark keeps the read cache valid: the next read is one stat, not a whole read — unless the file changed under it', async (t) => {
+  const dir = await tempDir(t);
+  const clock = manualClock();
+  let wholeReads = 0;
+  const io: Io = {
+    ...defaultIo,
+    readFile: (file, limit) => {
+      wholeReads++;
+      return defaultIo.readFile(file, limit);
+    },
+  };
+  const store = await openStore({ dir, keys: KEY, now: clock.now, idleTimeout: 600, touchInterval: 60, io });
+  const session = store.create();
+  session.set('v', 1);
+  await session.save();
+  for (let round = 0; round < 3; round++) {
+    clock.advance(61);
+    t.is((await store.load(session.id))?.get('v'), 1, 'marked as used');
+    t.is((await store.load(session.id))?.get('v'), 1);
+  }
+  t.is(wholeReads, 0, 'every read after the write and after each mark was served from the cache');
+
+  // Another process rewrites it; the mark of a version the cache does not hold claims nothing.
+  const other = await openStore({ dir, keys: KEY, now: clock.now, idleTimeout: 600, touchInterval: 60 });
+  const copy = (await other.load(session.id))!;
+  copy.set('v', 2);
+  await copy.save();
+  const file = sessionFileOf(dir, session.id);
+  const version = (await defaultIo.stat(file)).version;
+  t.is(await defaultIo.mark(file, clock.now(), 'not-the-version'), undefined);
+  const after = await defaultIo.mark(file, clock.now() + 1000, (await defaultIo.stat(file)).version);
+  t.not(after, undefined);
+  t.not(after, version);
+  t.is((await store.load(session.id))?.get('v'), 2, 'the change is seen');
 });
 
 test('a commit never brings back a session that expired meanwhile', async (t) => {

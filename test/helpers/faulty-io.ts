@@ -82,6 +82,7 @@ export function faultyIo(base: Io = defaultIo): FaultyIo {
     mkdir: guard('mkdir', 'mkdir', base.mkdir),
     unlink: guard('unlink', 'unlink', base.unlink),
     utimes: guard('utimes', 'utime', base.utimes),
+    mark: guard('utimes', 'futimes', base.mark),
     lstat: guard('lstat', 'lstat', base.lstat),
     opendir: guard('opendir', 'opendir', base.opendir),
     lock: guard('lock', 'mkdir', base.lock),

@@ -46,6 +46,12 @@ export interface Io {
   mkdir(path: string, mode: number): Promise<void>;
   unlink(path: string): Promise<void>;
   utimes(path: string, timeMs: number): Promise<void>;
+  /**
+   * A keep-alive mark: moves the file's mtime to `timeMs` (never through a symlink), and returns
+   * its version after the mark when it was the version `known` before it (the same open file,
+   * so a rewrite in between cannot be mistaken for it); undefined otherwise. ENOENT propagates.
+   */
+  mark(path: string, timeMs: number, known: string | undefined): Promise<string | undefined>;
   lstat(path: string): Promise<fs.Stats>;
   /** Streams a folder's entries; never lists a whole folder into memory. */
   opendir(path: string): Promise<AsyncIterable<fs.Dirent>>;
@@ -228,6 +234,21 @@ async function clearPlantedLock(lockPath: string, staleMs: number): Promise<bool
   return false;
 }
 
+/** See `Io.mark`: open (never following a symlink, never blocking), fstat, futimes, fstat, close. */
+function mark(path: string, timeMs: number, known: string | undefined): Promise<string | undefined> {
+  return readOpen(path, (fd, done) => {
+    fs.fstat(fd, { bigint: true }, (beforeError, before) => {
+      if (beforeError) return done(beforeError);
+      if (!before.isFile()) return done(notRegularFile(path));
+      fs.futimes(fd, timeMs / 1000, timeMs / 1000, (markError) => {
+        if (markError) return done(markError);
+        if (known === undefined || versionOf(before) !== known) return done(null, undefined);
+        fs.fstat(fd, { bigint: true }, (afterError, after) => done(afterError, afterError ? undefined : versionOf(after)));
+      });
+    });
+  });
+}
+
 export const defaultIo: Io = {
   readFile: readWhole,
   readLatest,
@@ -246,6 +267,7 @@ export const defaultIo: Io = {
   unlink: (path) => fs.promises.unlink(path),
   // lutimes: a keep-alive never moves the times of whatever a symlink in a session's place points to.
   utimes: (path, timeMs) => fs.promises.lutimes(path, timeMs / 1000, timeMs / 1000),
+  mark,
   lstat: (path) => fs.promises.lstat(path),
   opendir: (path) => fs.promises.opendir(path, { bufferSize: 64 }),
   lock: async (path, request) => {

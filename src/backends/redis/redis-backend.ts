@@ -178,11 +178,12 @@ class RedisBackend implements Backend {
     return written ? nonceOf(decision.bytes).toString('hex') : undefined;
   }
 
-  async keepAlive(name: string, _atMs: number, expiresAtMs: number): Promise<boolean> {
+  /** The envelope and so its version (the nonce) stay as they are: a read cache stays valid by itself. */
+  async keepAlive(name: string, _atMs: number, expiresAtMs: number): Promise<{ version?: string } | null> {
     const key = this.#key(name);
-    // GT never shortens, never brings back a deleted key: false only when it is gone.
-    if (await this.#redis.keepAlive(key, expiresAtMs)) return true;
-    return (await this.#redis.pexpiretime(key)) !== null;
+    // GT never shortens, never brings back a deleted key: gone only when it does not exist.
+    if (await this.#redis.keepAlive(key, expiresAtMs)) return {};
+    return (await this.#redis.pexpiretime(key)) === null ? null : {};
   }
 
   async *scan(): AsyncGenerator<ScanItem> {
