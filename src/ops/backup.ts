@@ -39,7 +39,7 @@ export interface BackupOptions {
  * idle expiry reads them). Safe while servers write: commits replace files by atomic renames, so
  * a file read whole is one version, old or new. Lock folders, temp files and the quarantine are
  * not copied. Needs no key, and never writes one. `dest` must not exist, or be an empty folder,
- * outside the data dir. The manifest is written last, atomically.
+ * outside the data dir. The manifest is written last, atomically (write-file-atomic).
  *
  * @throws TypeError `ERR_SESSION_OPTION` for a bad `dest`; `ERR_SESSION_STORE_IO` and fs errors when the disk fails.
  */
@@ -81,7 +81,7 @@ export async function backupStore(store: Store, dest: string, options: BackupOpt
   });
 
   const manifest: BackupManifest = { format: 'sealed-sessions-backup/1', date: date.toISOString(), source, ...totals, keyIds };
-  await defaultIo.writeFileAtomic(path.join(root, MANIFEST_FILE), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`));
+  await ops.writeFile(path.join(root, MANIFEST_FILE), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`));
   return manifest;
 }
 
