@@ -3,6 +3,7 @@ import type { CliIo, ExitCode } from './command.js';
 import { gc } from './gc.js';
 import { importFileStore } from './import-session-file-store.js';
 import { keygen } from './keygen.js';
+import { migrate } from './migrate.js';
 import { rekey } from './rekey.js';
 import { revoke } from './revoke.js';
 import { show } from './show.js';
@@ -23,6 +24,8 @@ Commands:
   backup <dest>               copy the data dir consistently while servers write (no key needed)
   revoke --where key=value    end every live session whose data matches
   import-session-file-store   seal the live sessions of a session-file-store folder, same ids
+  migrate --from X --to Y     copy sessions between data dirs and Redis, byte for byte (no key
+                              needed; keeps deadlines and last use; run again to resume)
 
 Options (commands on stored sessions):
   --dir D        the data dir (default sessions-data)
@@ -47,6 +50,7 @@ const COMMANDS: Readonly<Record<string, (args: readonly string[], io: CliIo) => 
   backup,
   revoke,
   'import-session-file-store': importFileStore,
+  migrate,
 };
 
 /** Runs one command; returns the exit code instead of exiting, so it can be tested in-process. */

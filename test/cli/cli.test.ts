@@ -14,7 +14,7 @@ import { exists, KEY, listFiles, OLD_KEY, sessionFileOf, tempDir } from '../help
  * cli-maintenance.test.ts.
  */
 
-const COMMANDS = ['keygen', 'stats', 'gc', 'verify', 'rekey', 'show', 'backup', 'revoke', 'import-session-file-store'] as const;
+const COMMANDS = ['keygen', 'stats', 'gc', 'verify', 'rekey', 'show', 'backup', 'revoke', 'import-session-file-store', 'migrate'] as const;
 
 /** Every output of a test, to check at its end that none holds an escape code, an id or a key. */
 function recorder(t: ExecutionContext, secrets: () => readonly string[]) {
@@ -360,16 +360,17 @@ test('issue 11 item 7: a missing data dir is a usage error (exit 2) for every co
     ['show', 'some-id'],
     ['backup', path.join(path.dirname(dir), 'copy')],
     ['revoke', '--where', 'a=b'],
+    ['migrate', '--to', path.join(path.dirname(dir), 'elsewhere'), '--from'],
   ];
   await Promise.all(
     commands.map(async (args) => {
       const [name] = args;
       const help = await run([name!, '--help']);
-      t.regex(help.stdout, /Exit codes:[^]*2 usage error \([^)]*no data dir at --dir/, name);
+      t.regex(help.stdout, /Exit codes:[^]*2 usage error \([^)]*no data dir at --(dir|from)/, name);
       t.notRegex(help.stdout, /1 the data dir could not be read/, name);
-      const result = await run([...args, '--dir', missing], env);
+      const result = await run(args[0] === 'migrate' ? [...args, missing] : [...args, '--dir', missing], env);
       t.is(result.code, 2, `${name}: ${result.stderr}`);
-      t.regex(result.stderr, /no data dir at .*\(see --dir\)/, name);
+      t.regex(result.stderr, /no data dir at .*\(see --(dir|from)\)/, name);
     }),
   );
   await t.throwsAsync(fs.stat(missing));
