@@ -79,8 +79,9 @@ async function makeDataset(): Promise<void> {
     const times: EnvelopeTimes = {
       created: Math.min(created, written),
       written,
-      // Idle expiry (a day after the last use) first, except one in ten whose absolute deadline comes sooner.
-      absoluteDeadline: expired ? now - 3_600_000 : absoluteFirst ? now + 60_000 + ((n * 31) % 3_600_000) : now + 30 * DAY,
+      // Idle expiry (a day after the last use) first, except one in ten whose absolute deadline comes sooner
+      // (in 2 to 3 hours: still live when a loaded machine gets to this test minutes later).
+      absoluteDeadline: expired ? now - 3_600_000 : absoluteFirst ? now + 2 * 3_600_000 + ((n * 31) % 3_600_000) : now + 30 * DAY,
       idleSeconds: 86_400,
     };
     const data = { n, user: `user${n % 97}`, tags: ['a', 'b'].slice(0, n % 3) };
