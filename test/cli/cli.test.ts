@@ -265,11 +265,12 @@ test('show prints a live session from its id, its cookie value, or an express-se
     [['--secret', expressSecret, expressCookie], 'express-session cookie'],
     [['--secret', expressSecret, encodeURIComponent(expressCookie)], 'URL-encoded express-session cookie'],
   ] as const) {
-    const result = await run(['show', '--dir', dir, ...args], env);
+    // The value after --: a random id starts with '-' one time in 64.
+    const result = await run(['show', '--dir', dir, ...args.slice(0, -1), '--', args.at(-1)!], env);
     t.is(result.code, 0, `${label}: ${result.stderr}`);
     t.deepEqual(JSON.parse(result.stdout), data, label);
   }
-  const compact = await run(['show', '--dir', dir, '--json', ours], env);
+  const compact = await run(['show', '--dir', dir, '--json', '--', ours], env);
   t.is(compact.stdout, `${JSON.stringify(data)}\n`);
   const dash = await run(['show', '--dir', dir, '--', dashed.id], env);
   t.is(dash.code, 0, dash.stderr);
@@ -279,7 +280,7 @@ test('show prints a live session from its id, its cookie value, or an express-se
   // A signature that does not verify, an unknown id, an expired or destroyed session: exit 1.
   const forged = `${id}.${'A'.repeat(43)}`;
   const noSecret = await run(['show', '--dir', dir, expressCookie], env);
-  const badSignature = await run(['show', '--dir', dir, forged], env);
+  const badSignature = await run(['show', '--dir', dir, '--', forged], env);
   const unknown = await run(['show', '--dir', dir, 'no-such-session-id'], env);
   for (const result of [noSecret, badSignature, unknown]) {
     t.is(result.code, 1);
@@ -289,7 +290,7 @@ test('show prints a live session from its id, its cookie value, or an express-se
   t.regex(badSignature.stderr, /signature does not verify/);
   t.regex(unknown.stderr, /no session has that id/);
   await store.destroy(id);
-  const destroyed = await run(['show', '--dir', dir, ours], env);
+  const destroyed = await run(['show', '--dir', dir, '--', ours], env);
   t.is(destroyed.code, 1);
   t.regex(destroyed.stderr, /no session has that id/);
 });
@@ -312,10 +313,11 @@ test('issue 11 item 7: show says which — bad signature, unknown id, expired, u
   const cookie = signature.sign(id, store.signingSecrets[0]!);
 
   const outcomes = {
-    signature: await run(['show', '--dir', dir, `${id}.${'A'.repeat(43)}`], env),
-    unknown: await run(['show', '--dir', dir, 'no-such-session-id'], env),
-    expired: await run(['show', '--dir', dir, expired], env),
-    unreadable: await run(['show', '--dir', dir, broken], env),
+    // After --: a random id starts with '-' one time in 64.
+    signature: await run(['show', '--dir', dir, '--', `${id}.${'A'.repeat(43)}`], env),
+    unknown: await run(['show', '--dir', dir, '--', 'no-such-session-id'], env),
+    expired: await run(['show', '--dir', dir, '--', expired], env),
+    unreadable: await run(['show', '--dir', dir, '--', broken], env),
   };
   t.regex(outcomes.signature.stderr, /the cookie's signature does not verify with these keys/);
   t.regex(outcomes.unknown.stderr, /no session has that id \(never made, ended, or removed after it expired\)/);
