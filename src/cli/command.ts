@@ -40,6 +40,12 @@ export const DATA_DIR_HELP = `  --dir D          the data dir (default sessions-
                    test) the development key beside the data dir, if there is one
   -h, --help       show this help`;
 
+/**
+ * How long one Redis call of a command may take. Longer than a server's 5 s: a command is a batch
+ * job (a scan pipelines thousands of reads), where a slow answer is better than a failed run.
+ */
+export const REDIS_CALL_TIMEOUT_MS = 30_000;
+
 /** The library's default key prefix on Redis. */
 export const DEFAULT_PREFIX = 'sess:';
 
@@ -199,7 +205,9 @@ export class Command {
     const connection = await connectRedis(where.urls);
     try {
       const progress = label === null ? startProgress(undefined, '', 0) : startCounter(this.io.progress, label, 'keys');
-      const backend: Backend = countScans(redisBackend({ client: connection.client, prefix: where.prefix }), () => progress.tick());
+      const backend: Backend = countScans(redisBackend({ client: connection.client, prefix: where.prefix, timeoutMs: REDIS_CALL_TIMEOUT_MS }), () =>
+        progress.tick(),
+      );
       let store: Store;
       if (keys === null) {
         store = await openKeylessStore({ backend, cacheSize: 0 });

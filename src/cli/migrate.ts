@@ -7,7 +7,18 @@ import { errorCode } from '../errors.js';
 import { openKeylessStore } from '../open-store.js';
 import { migrateSessions, type MigrateProblem } from '../ops/migrate.js';
 import { connectRedis, isRedisUrl, redactRedisUrl, type RedisConnection } from '../ops/redis-connection.js';
-import { Command, DEFAULT_PREFIX, existingDataDir, plural, runCommand, usageExit, UsageError, type CliIo, type ExitCode } from './command.js';
+import {
+  Command,
+  DEFAULT_PREFIX,
+  existingDataDir,
+  REDIS_CALL_TIMEOUT_MS,
+  plural,
+  runCommand,
+  usageExit,
+  UsageError,
+  type CliIo,
+  type ExitCode,
+} from './command.js';
 import { countScans, folderProgressIo, startCounter } from './progress.js';
 
 const NAME = 'sealed-sessions migrate';
@@ -176,7 +187,7 @@ async function assertDifferent(from: Side, to: Side): Promise<void> {
 async function openRedis(command: Command, side: Extract<Side, { kind: 'redis' }>): Promise<Opened & { connection: RedisConnection }> {
   const connection = await connectRedis(side.urls);
   try {
-    const backend = redisBackend({ client: connection.client, prefix: side.prefix });
+    const backend = redisBackend({ client: connection.client, prefix: side.prefix, timeoutMs: REDIS_CALL_TIMEOUT_MS });
     await backend.open();
     for (const warning of backend.warnings ?? []) command.io.err(`${NAME}: warning: ${warning}`);
     return { backend, connection, label: `${side.urls.map(redactRedisUrl).join(', ')} (prefix ${side.prefix})` };

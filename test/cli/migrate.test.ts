@@ -12,6 +12,7 @@ import { fileNameOf, generateId } from '../../src/core/session-id.js';
 import { createKeyring } from '../../src/crypto/keys.js';
 import { readHeader, seal, type EnvelopeTimes } from '../../src/crypto/seal.js';
 import { openStore, type Store } from '../../src/index.js';
+import { redisEnvelopes } from '../../src/backends/redis/envelopes.js';
 import { redisBackend } from '../../src/redis.js';
 import { clusterTarget, standaloneTarget, type Target } from '../backends/redis/targets.js';
 import { cli } from '../helpers/cli.js';
@@ -29,6 +30,7 @@ import { KEY } from '../helpers/temp-dir.js';
  */
 
 const LIVE = 10_000;
+const SLOW = { timeoutMs: 60_000 };
 const EXPIRED = 50;
 const DAY = 86_400_000;
 const root = path.resolve(import.meta.dirname, '../..');
@@ -53,7 +55,8 @@ const originals = new Map<string, Original>();
 
 test.before(async () => {
   const started = performance.now();
-  [targets.standalone, targets.cluster] = await Promise.all([standaloneTarget(), clusterTarget(), makeDataset()]);
+  // Generous time limits for the checks' own Redis calls: the whole suite loads this machine.
+  [targets.standalone, targets.cluster] = await Promise.all([standaloneTarget(SLOW), clusterTarget(SLOW), makeDataset()]);
   console.log(`setup: ${LIVE + EXPIRED} sessions written and 2 Redis deployments started in ${Math.round(performance.now() - started)} ms`);
 });
 
@@ -127,7 +130,7 @@ const toArgs = (flag: '--from' | '--to', target: Target) => target.urls.flatMap(
 
 /** Every original in Redis under `prefix`: the same bytes, an expiry that gives the same deadlines and last use; and a store there opens it. */
 async function checkRedis(t: ExecutionContext, target: Target, prefix: string): Promise<void> {
-  const store = await openStore({ backend: redisBackend({ client: target.client, prefix }), keys: KEY, cacheSize: 0 });
+  const store = await openStore({ backend: redisBackend({ client: target.client, prefix, timeoutMs: SLOW.timeoutMs }), keys: KEY, cacheSize: 0 });
   let count = 0;
   for await (const { key } of target.envelopes.scanHeaders(prefix)) if (/^[0-9a-f]{64}$/.test(key.slice(prefix.length))) count++;
   t.is(count, LIVE, 'every live session, once, and nothing else');
@@ -208,6 +211,8 @@ async function killMidway(t: ExecutionContext, args: readonly string[], progress
 }
 
 test.serial('file → Redis → file: 10,000 sessions, byte for byte, same data, deadlines and last use on each side; 50 expired ones skipped', async (t) => {
+  // Minutes, not seconds, when the whole suite runs beside it: 10,000 fsynced files.
+  t.timeout(300_000);
   const target = targets.standalone!;
   const prefix = 'm1:';
   const there = await migrate(t, ['--from', source, ...toArgs('--to', target), '--prefix', prefix]);
@@ -226,6 +231,8 @@ test.serial('file → Redis → file: 10,000 sessions, byte for byte, same data,
 });
 
 test.serial('killed midway (SIGKILL) and run again: file → Redis and Redis → file lose and duplicate nothing', async (t) => {
+  // Minutes, not seconds, when the whole suite runs beside it: 10,000 fsynced files.
+  t.timeout(300_000);
   const server = await startRedis(t);
   const client = await createClient({ url: server.url })
     .on('error', () => undefined)
@@ -239,7 +246,7 @@ test.serial('killed midway (SIGKILL) and run again: file → Redis and Redis →
   t.true(resumed.alreadyThere >= before, `${resumed.alreadyThere} already there, ${before} copied before the kill`);
   t.is(resumed.expired, EXPIRED);
   t.is(await dbsize(), LIVE);
-  const target: Target = { ...targets.standalone!, client, envelopes: (await import('../../src/backends/redis/envelopes.js')).redisEnvelopes(client) };
+  const target: Target = { ...targets.standalone!, client, envelopes: redisEnvelopes(client, SLOW) };
   await checkRedis(t, target, 'sess:');
 
   const back = path.join(base, 'back-after-kill');
@@ -266,6 +273,8 @@ test.serial('killed midway (SIGKILL) and run again: file → Redis and Redis →
 });
 
 test.serial('file → Cluster (--to once per seed node) → file: 10,000 sessions spread over 3 masters, all back byte for byte', async (t) => {
+  // Minutes, not seconds, when the whole suite runs beside it: 10,000 fsynced files.
+  t.timeout(300_000);
   const target = targets.cluster!;
   const prefix = 'mc:';
   const there = await migrate(t, ['--from', source, ...toArgs('--to', target), '--prefix', prefix]);

@@ -28,7 +28,8 @@ const WITHOUT_REDIS = path.resolve(import.meta.dirname, '../fixtures/without-red
 const targets: Partial<Record<'standalone' | 'cluster', Target>> = {};
 
 test.before(async () => {
-  [targets.standalone, targets.cluster] = await Promise.all([standaloneTarget(), clusterTarget()]);
+  // Generous time limits for the tests' own Redis calls: the whole suite loads this machine.
+  [targets.standalone, targets.cluster] = await Promise.all([standaloneTarget({ timeoutMs: 60_000 }), clusterTarget({ timeoutMs: 60_000 })]);
   // A user of our own on every master (the default user stays open for the tests' own clients).
   for (const target of Object.values(targets)) {
     for (const master of target.masters) await master.sendCommand(['ACL', 'SETUSER', 'ops', 'on', `>${PASSWORD}`, '~*', '&*', '+@all']);
