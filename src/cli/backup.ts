@@ -1,7 +1,8 @@
 import path from 'node:path';
 import prettyBytes from 'pretty-bytes';
 import { backupStore, MANIFEST_FILE } from '../ops/backup.js';
-import { Command, DATA_DIR_HELP, DATA_DIR_OPTIONS, plural, runCommand, type CliIo, type ExitCode } from './command.js';
+import { redactRedisUrl } from '../ops/redis-connection.js';
+import { Command, plural, runCommand, STORE_HELP, STORE_OPTIONS, USAGE_EXIT, type CliIo, type ExitCode } from './command.js';
 
 const NAME = 'sealed-sessions backup';
 
@@ -18,23 +19,31 @@ Restore: stop the servers, move the damaged data dir aside, then
   cp -a <dest> sessions-data
 and start the servers with the keys named in the manifest (its file in the data dir is ignored).
 
+From Redis (--redis), the copy is the same data dir of files, each session's modification time
+its last use: a Redis deployment is backed up into files, and restored with
+  sealed-sessions migrate --from <dest> --to redis://…
+(or served from files as it is).
+
 Options:
-${DATA_DIR_HELP}
+${STORE_HELP}
 
 --json prints the manifest.
 
-Exit codes: 0 copied, 1 the copy failed, 2 usage error.`;
+Exit codes: 0 copied, 1 the copy failed, ${USAGE_EXIT}.`;
 
 export async function backup(args: readonly string[], io: CliIo): Promise<ExitCode> {
-  const command = Command.parse(NAME, io, args, BACKUP_HELP, DATA_DIR_OPTIONS);
+  const command = Command.parse(NAME, io, args, BACKUP_HELP, STORE_OPTIONS);
   if (typeof command === 'number') return command;
   return runCommand(NAME, io, async () => {
     const [dest] = command.expectPositionals(1, '<dest>');
-    const dir = await command.dataDir();
-    const progress = await command.progress(dir, 'backup');
-    const store = await command.open(dir, null, progress);
-    const manifest = await backupStore(store, dest!);
-    progress.stop();
+    const where = await command.where();
+    // The manifest names Redis by its URLs without their passwords.
+    const source = where.kind === 'redis' ? `${where.urls.map(redactRedisUrl).join(', ')} (prefix ${where.prefix})` : undefined;
+    const manifest = await command.withStore(where, null, 'backup', async ({ store, progress }) => {
+      const written = await backupStore(store, dest!, source === undefined ? {} : { source });
+      progress.stop();
+      return written;
+    });
     if (command.json) {
       command.printJson(manifest);
       return 0;

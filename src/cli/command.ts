@@ -1,12 +1,15 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { errorCode, isSealedSessionError } from '../errors.js';
+import { errorCode, isSealedSessionError, SealedSessionError } from '../errors.js';
 import { defaultIo, keyFileAccess, operationsIo, type Io } from '../backends/file/io.js';
+import { redisBackend } from '../backends/redis/redis-backend.js';
+import type { Backend } from '../core/backend.js';
 import type { Store } from '../core/store.js';
 import { configuredSecrets, readKeyFileText } from '../crypto/key-source.js';
 import { splitKeys } from '../crypto/keys.js';
 import { openKeylessStore, openStore } from '../open-store.js';
-import { folderCount, folderProgressIo, startProgress, type Progress } from './progress.js';
+import { connectRedis, isRedisUrl } from '../ops/redis-connection.js';
+import { countScans, folderCount, folderProgressIo, startCounter, startProgress, type Progress } from './progress.js';
 
 /** Exit codes: 0 ok, 1 problems found, 2 usage error. */
 export type ExitCode = 0 | 1 | 2;
@@ -36,6 +39,57 @@ export const DATA_DIR_HELP = `  --dir D          the data dir (default sessions-
                    not a symlink); default: SESSION_KEYS, else (NODE_ENV unset, development or
                    test) the development key beside the data dir, if there is one
   -h, --help       show this help`;
+
+/**
+ * How long one Redis call of a command may take. Longer than a server's 5 s: a command is a batch
+ * job (a scan pipelines thousands of reads), where a slow answer is better than a failed run.
+ */
+export const REDIS_CALL_TIMEOUT_MS = 30_000;
+
+/** The library's default key prefix on Redis. */
+export const DEFAULT_PREFIX = 'sess:';
+
+/** Options of the commands that work on stored sessions, in a data dir or in Redis. */
+export const STORE_OPTIONS = {
+  ...DATA_DIR_OPTIONS,
+  redis: { type: 'string', multiple: true },
+  prefix: { type: 'string' },
+} as const satisfies Record<string, OptionSpec>;
+
+export const STORE_HELP = `  --dir D          the data dir (default sessions-data)
+  --redis URL      the sessions are in Redis instead: redis://[user:password@]host[:port][/db]
+                   or rediss://… (TLS); a Cluster: --redis once per seed node (one node of a
+                   cluster is enough: it is recognised). Needs the \`redis\` package
+  --prefix P       with --redis: the keys' prefix (default ${DEFAULT_PREFIX})
+  --json           print the result as JSON on stdout
+  --key-file F     a file holding the keys (one a line, or comma-separated; mode 0600, yours,
+                   not a symlink); default: SESSION_KEYS, else (NODE_ENV unset, development or
+                   test; not with --redis) the development key beside the data dir, if there is one
+  -h, --help       show this help`;
+
+/**
+ * What every command's help says of exit code 2. A data dir that is not there is a usage error
+ * (a mistyped --dir, which no command creates); one that is there but cannot be read, or a Redis
+ * that does not answer, is a failure (1).
+ */
+export function usageExit(dirOption = '--dir'): string {
+  return `2 usage error (a bad or missing option or argument, no data dir at ${dirOption}, no \`redis\` package for a Redis URL)`;
+}
+
+export const USAGE_EXIT = usageExit();
+
+/** Where the sessions are: a data dir, or Redis keys under a prefix. */
+export type Where = { readonly kind: 'dir'; readonly dir: string } | { readonly kind: 'redis'; readonly urls: readonly string[]; readonly prefix: string };
+
+/** A store opened for one command run, with its progress display; `close` ends the Redis connection, if any. */
+export interface OpenedStore {
+  readonly store: Store;
+  readonly progress: Progress;
+  /** What one session is called in messages: a `file` in a data dir, a `key` in Redis. */
+  readonly unit: 'file' | 'key';
+  /** Sentences about what opening found at risk (a Redis setting, say). */
+  readonly warnings: readonly string[];
+}
 
 export interface Parsed {
   readonly values: Readonly<Record<string, string | boolean | Array<string | boolean> | undefined>>;
@@ -98,20 +152,75 @@ export class Command {
   }
 
   /**
-   * The data dir (absolute); it must exist (a command never creates one by mistake). A symlink to
-   * a folder is accepted, as the library accepts it. The path is returned as given, not resolved:
-   * the development key sits beside the path the servers are given, which is this one.
+   * The data dir (absolute); it must exist (a command never creates one by mistake): a missing
+   * one is a usage error, one that cannot be looked at a failure. A symlink to a folder is
+   * accepted, as the library accepts it. The path is returned as given, not resolved: the
+   * development key sits beside the path the servers are given, which is this one.
    */
   async dataDir(): Promise<string> {
-    const dir = path.resolve(this.string('dir') ?? 'sessions-data');
-    let isDirectory = false;
-    try {
-      isDirectory = (await defaultIo.lstat(await operationsIo.realpath(dir))).isDirectory();
-    } catch (error) {
-      if (errorCode(error) !== 'ENOENT') throw new UsageError(`cannot open the data dir (${errorCode(error) ?? 'error'})`);
+    return existingDataDir(this.string('dir') ?? 'sessions-data', '--dir');
+  }
+
+  /** `--dir`, or `--redis` (repeated for a Cluster's seed nodes) with `--prefix`; never both. */
+  async where(): Promise<Where> {
+    const urls = this.strings('redis');
+    const prefix = this.string('prefix');
+    if (urls.length === 0) {
+      if (prefix !== undefined) throw new UsageError('--prefix goes with --redis');
+      return { kind: 'dir', dir: await this.dataDir() };
     }
-    if (!isDirectory) throw new UsageError(`no data dir at ${dir} (see --dir)`);
-    return dir;
+    if (this.values['dir'] !== undefined) throw new UsageError('--dir and --redis: give one of them');
+    if (!urls.every(isRedisUrl)) throw new UsageError('--redis takes a redis:// or rediss:// URL');
+    return { kind: 'redis', urls, prefix: prefix ?? DEFAULT_PREFIX };
+  }
+
+  /** Every value of a repeatable option; none may be empty. */
+  strings(option: string): string[] {
+    const values = (this.values[option] as string[] | undefined) ?? [];
+    if (values.some((value) => value === '')) throw new UsageError(`--${option} must not be empty`);
+    return values;
+  }
+
+  /**
+   * The configured keys for `where`: for a data dir as `keys()`; for Redis `--key-file`, else
+   * SESSION_KEYS (no development key: there is no data dir for one to sit beside).
+   */
+  async keysFor(where: Where, required: boolean): Promise<string[]> {
+    if (where.kind === 'dir') return this.keys(where.dir, required);
+    const keys = splitKeys((await this.keyFile()) ?? process.env['SESSION_KEYS']);
+    if (required && keys.length === 0) throw new UsageError('no session keys: set SESSION_KEYS or pass --key-file');
+    return keys;
+  }
+
+  /**
+   * Runs `body` on the store at `where` (with `keys`, or none at all for header-only work when
+   * `keys` is null), with a progress display labelled `label` (none when null), and closes the
+   * Redis connection, if any, whatever happens. What opening found at risk goes to stderr.
+   */
+  async withStore<T>(where: Where, keys: readonly string[] | null, label: string | null, body: (opened: OpenedStore) => Promise<T>): Promise<T> {
+    if (where.kind === 'dir') {
+      const progress = label === null ? startProgress(undefined, '', 0) : await this.progress(where.dir, label);
+      return body({ store: await this.open(where.dir, keys, progress), progress, unit: 'file', warnings: [] });
+    }
+    const connection = await connectRedis(where.urls);
+    try {
+      const progress = label === null ? startProgress(undefined, '', 0) : startCounter(this.io.progress, label, 'keys');
+      const backend: Backend = countScans(redisBackend({ client: connection.client, prefix: where.prefix, timeoutMs: REDIS_CALL_TIMEOUT_MS }), () =>
+        progress.tick(),
+      );
+      let store: Store;
+      if (keys === null) {
+        store = await openKeylessStore({ backend, cacheSize: 0 });
+        await backend.open();
+      } else {
+        store = await openStore({ backend, keys: [...keys], cacheSize: 0 });
+      }
+      const warnings = backend.warnings ?? [];
+      for (const warning of warnings) this.io.err(`${this.name}: warning: ${warning}`);
+      return await body({ store, progress, unit: 'key', warnings });
+    } finally {
+      await connection.close();
+    }
   }
 
   /**
@@ -163,6 +272,25 @@ export class Command {
   printJson(value: unknown): void {
     this.io.out(JSON.stringify(value));
   }
+}
+
+/**
+ * `dir` (absolute), which must be an existing folder (a symlink to one is fine): a missing one is
+ * a usage error naming `option`, one that cannot be looked at (EACCES, say) a failure.
+ */
+export async function existingDataDir(given: string, option: string): Promise<string> {
+  const dir = path.resolve(given);
+  let isDirectory = false;
+  try {
+    isDirectory = (await defaultIo.lstat(await operationsIo.realpath(dir))).isDirectory();
+  } catch (error) {
+    const code = errorCode(error);
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') {
+      throw new SealedSessionError('ERR_SESSION_STORE_IO', `cannot open the data dir (${code ?? 'error'})`, { cause: error });
+    }
+  }
+  if (!isDirectory) throw new UsageError(`no data dir at ${dir} (see ${option})`);
+  return dir;
 }
 
 /** An option name as a person types one; anything else is never echoed. */

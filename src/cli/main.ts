@@ -3,6 +3,7 @@ import type { CliIo, ExitCode } from './command.js';
 import { gc } from './gc.js';
 import { importFileStore } from './import-session-file-store.js';
 import { keygen } from './keygen.js';
+import { migrate } from './migrate.js';
 import { rekey } from './rekey.js';
 import { revoke } from './revoke.js';
 import { show } from './show.js';
@@ -23,15 +24,21 @@ Commands:
   backup <dest>               copy the data dir consistently while servers write (no key needed)
   revoke --where key=value    end every live session whose data matches
   import-session-file-store   seal the live sessions of a session-file-store folder, same ids
+  migrate --from X --to Y     copy sessions between data dirs and Redis, byte for byte (no key
+                              needed; keeps deadlines and last use; run again to resume)
 
-Options (commands on a data dir):
+Options (commands on stored sessions):
   --dir D        the data dir (default sessions-data)
+  --redis URL    the sessions are in Redis instead (redis:// or rediss://; a Cluster: once per
+                 seed node); stats, gc, verify, rekey, show, backup, revoke
+  --prefix P     with --redis: the keys' prefix (default sess:)
   --json         machine-readable output on stdout
   --key-file F   the keys, one a line or comma-separated (default: SESSION_KEYS)
   -h, --help     help for a command: sealed-sessions <command> --help
 
 Long commands draw a progress bar when stderr is a terminal. Exit codes: 0 ok, 1 problems
-found, 2 usage error. No command prints a session id, or a key other than keygen's own.`;
+found, 2 usage error. No command prints a session id, a Redis password, or a key other than
+keygen's own.`;
 
 const COMMANDS: Readonly<Record<string, (args: readonly string[], io: CliIo) => ExitCode | Promise<ExitCode>>> = {
   keygen,
@@ -43,6 +50,7 @@ const COMMANDS: Readonly<Record<string, (args: readonly string[], io: CliIo) => 
   backup,
   revoke,
   'import-session-file-store': importFileStore,
+  migrate,
 };
 
 /** Runs one command; returns the exit code instead of exiting, so it can be tested in-process. */

@@ -12,7 +12,7 @@ export interface BackupManifest {
   readonly format: 'sealed-sessions-backup/1';
   /** When the copy started (ISO 8601). */
   readonly date: string;
-  /** The data dir copied (absolute). */
+  /** What was copied: the data dir (absolute), or where in Redis (`BackupOptions.source`). */
   readonly source: string;
   /** Session files copied. */
   readonly sessions: number;
@@ -31,15 +31,18 @@ export const MANIFEST_FILE = 'sealed-sessions-backup.json';
 export interface BackupOptions {
   readonly date?: Date;
   readonly operationsIo?: OperationsIo;
+  /** How the manifest names what was copied. @default the store's data dir, or its backend's location */
+  readonly source?: string;
 }
 
 /**
- * Copies every session file of the store into `dest`, which becomes the root of a data dir of
- * the same layout (`<2 hex>/<name>.sess`, folders 0700, files 0600, modification times kept, as
- * idle expiry reads them). Safe while servers write: commits replace files by atomic renames, so
- * a file read whole is one version, old or new. Lock folders, temp files and the quarantine are
- * not copied. Needs no key, and never writes one. `dest` must not exist, or be an empty folder,
- * outside the data dir. The manifest is written last, atomically.
+ * Copies every session of the store into `dest`, which becomes the root of a data dir of the
+ * same layout (`<2 hex>/<name>.sess`, folders 0700, files 0600, modification times kept, as idle
+ * expiry reads them), whatever the store's backend: a Redis store is backed up into files too.
+ * Safe while servers write: commits replace files by atomic renames (and Redis values whole), so
+ * an envelope read whole is one version, old or new. Lock folders, temp files and the quarantine
+ * are not copied. Needs no key, and never writes one. `dest` must not exist, or be an empty
+ * folder, outside the data dir. The manifest is written last, atomically (write-file-atomic).
  *
  * @throws TypeError `ERR_SESSION_OPTION` for a bad `dest`; `ERR_SESSION_STORE_IO` and fs errors when the disk fails.
  */
@@ -47,11 +50,13 @@ export async function backupStore(store: Store, dest: string, options: BackupOpt
   const date = options.date ?? new Date();
   const ops = options.operationsIo ?? operationsIo;
   const root = path.resolve(dest);
-  const source = store.dir;
-  // Real paths: a symlink on the way to dest (or to the data dir) must not hide that one lies in the other.
-  const [realRoot, realSource] = await Promise.all([realPathOf(ops, root), realPathOf(ops, source)]);
-  if (isInside(realRoot, realSource) || isInside(realSource, realRoot)) {
-    throw sessionTypeError('ERR_SESSION_OPTION', 'the backup destination must lie outside the data dir (and not contain it)');
+  const source = options.source ?? store.dir;
+  if (store.backend instanceof FileBackend) {
+    // Real paths: a symlink on the way to dest (or to the data dir) must not hide that one lies in the other.
+    const [realRoot, realSource] = await Promise.all([realPathOf(ops, root), realPathOf(ops, store.dir)]);
+    if (isInside(realRoot, realSource) || isInside(realSource, realRoot)) {
+      throw sessionTypeError('ERR_SESSION_OPTION', 'the backup destination must lie outside the data dir (and not contain it)');
+    }
   }
   await prepareDestination(root);
   const copy = new FileBackend({ dir: root, io: defaultIo, operationsIo: ops, lock: NO_LOCKS, maxReadBytes: 0 });
@@ -81,7 +86,7 @@ export async function backupStore(store: Store, dest: string, options: BackupOpt
   });
 
   const manifest: BackupManifest = { format: 'sealed-sessions-backup/1', date: date.toISOString(), source, ...totals, keyIds };
-  await defaultIo.writeFileAtomic(path.join(root, MANIFEST_FILE), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`));
+  await ops.writeFile(path.join(root, MANIFEST_FILE), Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`));
   return manifest;
 }
 

@@ -14,7 +14,7 @@ import { exists, KEY, listFiles, OLD_KEY, sessionFileOf, tempDir } from '../help
  * cli-maintenance.test.ts.
  */
 
-const COMMANDS = ['keygen', 'stats', 'gc', 'verify', 'rekey', 'show', 'backup', 'revoke', 'import-session-file-store'] as const;
+const COMMANDS = ['keygen', 'stats', 'gc', 'verify', 'rekey', 'show', 'backup', 'revoke', 'import-session-file-store', 'migrate'] as const;
 
 /** Every output of a test, to check at its end that none holds an escape code, an id or a key. */
 function recorder(t: ExecutionContext, secrets: () => readonly string[]) {
@@ -265,11 +265,12 @@ test('show prints a live session from its id, its cookie value, or an express-se
     [['--secret', expressSecret, expressCookie], 'express-session cookie'],
     [['--secret', expressSecret, encodeURIComponent(expressCookie)], 'URL-encoded express-session cookie'],
   ] as const) {
-    const result = await run(['show', '--dir', dir, ...args], env);
+    // The value after --: a random id starts with '-' one time in 64.
+    const result = await run(['show', '--dir', dir, ...args.slice(0, -1), '--', args.at(-1)!], env);
     t.is(result.code, 0, `${label}: ${result.stderr}`);
     t.deepEqual(JSON.parse(result.stdout), data, label);
   }
-  const compact = await run(['show', '--dir', dir, '--json', ours], env);
+  const compact = await run(['show', '--dir', dir, '--json', '--', ours], env);
   t.is(compact.stdout, `${JSON.stringify(data)}\n`);
   const dash = await run(['show', '--dir', dir, '--', dashed.id], env);
   t.is(dash.code, 0, dash.stderr);
@@ -279,7 +280,7 @@ test('show prints a live session from its id, its cookie value, or an express-se
   // A signature that does not verify, an unknown id, an expired or destroyed session: exit 1.
   const forged = `${id}.${'A'.repeat(43)}`;
   const noSecret = await run(['show', '--dir', dir, expressCookie], env);
-  const badSignature = await run(['show', '--dir', dir, forged], env);
+  const badSignature = await run(['show', '--dir', dir, '--', forged], env);
   const unknown = await run(['show', '--dir', dir, 'no-such-session-id'], env);
   for (const result of [noSecret, badSignature, unknown]) {
     t.is(result.code, 1);
@@ -287,11 +288,94 @@ test('show prints a live session from its id, its cookie value, or an express-se
     t.is(result.stderr.trim().split('\n').length, 1);
   }
   t.regex(badSignature.stderr, /signature does not verify/);
-  t.regex(unknown.stderr, /no live session/);
+  t.regex(unknown.stderr, /no session has that id/);
   await store.destroy(id);
-  const destroyed = await run(['show', '--dir', dir, ours], env);
+  const destroyed = await run(['show', '--dir', dir, '--', ours], env);
   t.is(destroyed.code, 1);
-  t.regex(destroyed.stderr, /no live session/);
+  t.regex(destroyed.stderr, /no session has that id/);
+});
+
+test('issue 11 item 7: show says which — bad signature, unknown id, expired, unreadable — and takes a value pasted with its cookie name', async (t) => {
+  const dir = await tempDir(t);
+  const store = await openStore({ dir, keys: KEY });
+  const data = { user: 'alice' };
+  const id = await stored(store, data);
+  const past = await openStore({ dir, keys: KEY, now: () => Date.now() - 10 * 86_400_000, absoluteTimeout: 3600 });
+  const expired = await stored(past, { old: true });
+  const broken = await stored(store, { broken: true });
+  const brokenFile = sessionFileOf(dir, broken);
+  const bytes = await fs.readFile(brokenFile);
+  bytes[bytes.length - 1]! ^= 0x01;
+  await fs.writeFile(brokenFile, bytes);
+  const ids = [id, expired, broken];
+  const run = recorder(t, () => ids);
+  const env = { SESSION_KEYS: KEY };
+  const cookie = signature.sign(id, store.signingSecrets[0]!);
+
+  const outcomes = {
+    // After --: a random id starts with '-' one time in 64.
+    signature: await run(['show', '--dir', dir, '--', `${id}.${'A'.repeat(43)}`], env),
+    unknown: await run(['show', '--dir', dir, '--', 'no-such-session-id'], env),
+    expired: await run(['show', '--dir', dir, '--', expired], env),
+    unreadable: await run(['show', '--dir', dir, '--', broken], env),
+  };
+  t.regex(outcomes.signature.stderr, /the cookie's signature does not verify with these keys/);
+  t.regex(outcomes.unknown.stderr, /no session has that id \(never made, ended, or removed after it expired\)/);
+  t.regex(outcomes.expired.stderr, /that session expired at \d{4}-\d\d-\d\dT/);
+  t.regex(outcomes.unreadable.stderr, /that session's file does not open \(authentication\); run `sealed-sessions verify`/);
+  for (const result of Object.values(outcomes)) {
+    t.is(result.code, 1);
+    t.is(result.stdout, '');
+    t.is(result.stderr.trim().split('\n').length, 1);
+  }
+  // Four different sentences: none is the catch-all of another.
+  t.is(new Set(Object.values(outcomes).map((result) => result.stderr)).size, 4);
+
+  // Pasted with the cookie's name, from a Cookie header or a Set-Cookie one, or express-session's.
+  const expressSecret = 'the express-session secret';
+  const express = encodeURIComponent(`s:${signature.sign(id, expressSecret)}`);
+  for (const value of [`sid=${cookie}`, ` sid=${cookie}; Path=/; HttpOnly; SameSite=Lax`, `connect.sid=${express}`, `sid="${cookie}"`, `sid=${id}`]) {
+    const result = await run(['show', '--dir', dir, '--secret', expressSecret, '--', value], env);
+    t.is(result.code, 0, result.stderr);
+    t.deepEqual(JSON.parse(result.stdout), data);
+  }
+  // An id of express-session's genid may itself hold '=': tried whole when the part after it names nothing.
+  const odd = store.createWithId('team=blue');
+  odd.set('odd', true);
+  await odd.save();
+  ids.push('team=blue');
+  const whole = await run(['show', '--dir', dir, 'team=blue'], env);
+  t.is(whole.code, 0, whole.stderr);
+  t.deepEqual(JSON.parse(whole.stdout), { odd: true });
+});
+
+test('issue 11 item 7: a missing data dir is a usage error (exit 2) for every command, and every --help says so', async (t) => {
+  const dir = await tempDir(t);
+  const missing = path.join(path.dirname(dir), 'no-such-dir');
+  const run = recorder(t, () => []);
+  const env = { SESSION_KEYS: KEY };
+  const commands: ReadonlyArray<readonly string[]> = [
+    ['stats'],
+    ['gc'],
+    ['verify'],
+    ['rekey'],
+    ['show', 'some-id'],
+    ['backup', path.join(path.dirname(dir), 'copy')],
+    ['revoke', '--where', 'a=b'],
+    ['migrate', '--to', path.join(path.dirname(dir), 'elsewhere'), '--from'],
+  ];
+  await Promise.all(
+    commands.map(async (args) => {
+      const [name] = args;
+      const help = await run([name!, '--help']);
+      t.regex(help.stdout, /Exit codes:[^]*2 usage error \([^)]*no data dir at --(dir|from)/, name);
+      t.notRegex(help.stdout, /1 the data dir could not be read/, name);
+      const result = await run(args[0] === 'migrate' ? [...args, missing] : [...args, '--dir', missing], env);
+      t.is(result.code, 2, `${name}: ${result.stderr}`);
+      t.regex(result.stderr, /no data dir at .*\(see --(dir|from)\)/, name);
+    }),
+  );
+  await t.throwsAsync(fs.stat(missing));
 });
 
 test('the CLI modules reach the disk only through io.ts and print only through the CLI seam', async (t) => {

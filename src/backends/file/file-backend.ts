@@ -493,7 +493,7 @@ export class FileBackend implements Backend {
   async noteQuarantine(batch: string, note: Buffer): Promise<string> {
     const folder = path.join(QUARANTINE_FOLDER, batch);
     await this.#io.mkdir(path.join(this.#dir, folder), 0o700);
-    await this.#ops.createFile(path.join(this.#dir, folder, 'findings.json'), note);
+    await this.#ops.writeFile(path.join(this.#dir, folder, 'findings.json'), note);
     return folder;
   }
 
@@ -509,17 +509,16 @@ export class FileBackend implements Backend {
     }
   }
 
-  /** Writes a copied envelope as a new file (fsynced, 0600), its mtime its last use. False when the file exists. */
+  /** Writes a copied envelope as a new file (fsynced, 0600), its mtime its last use, in one step. False when the file exists. */
   async copyIn(name: string, envelope: { readonly bytes: Buffer; readonly lastUseMs: number; readonly expiresAtMs: number }): Promise<boolean> {
     const file = this.pathOf(name);
     await this.#ensureFolder(name.slice(0, 2));
     try {
-      await this.#ops.createFile(file, envelope.bytes);
+      await this.#ops.createFile(file, envelope.bytes, envelope.lastUseMs);
     } catch (error) {
       if (errorCode(error) === 'EEXIST') return false;
       throw error;
     }
-    await this.#io.utimes(file, envelope.lastUseMs);
     return true;
   }
 }

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import nodePath from 'node:path';
 import lockfile from 'proper-lockfile';
+import writeFileAtomic from 'write-file-atomic';
 import type { KeyFileAccess, KeyFileFound } from '../../crypto/key-source.js';
 import { errorCode } from '../../errors.js';
 
@@ -286,33 +287,86 @@ export const defaultIo: Io = {
 };
 
 /**
- * Disk operations only the operations CLI needs (quarantine, backup). Kept out of `Io`, the seam
- * of the request path, so that wrappers of `Io` (fault injection in tests) need not know them.
+ * Disk operations only the operations CLI needs (quarantine, backup, migration). Kept out of `Io`,
+ * the seam of the request path, so that wrappers of `Io` (fault injection in tests) need not know them.
  */
 export interface OperationsIo {
   /** Moves a file or folder within one file system, atomically (a file already at `to` is replaced, as rename(2) does). */
   rename(from: string, to: string): Promise<void>;
-  /** Creates `path` holding `data`, mode 0600 whatever the umask; fails with EEXIST if it exists. Fsynced. */
-  createFile(path: string, data: Buffer): Promise<void>;
+  /**
+   * Creates `path` holding `data`, mode 0600 whatever the umask, modification time `mtimeMs`,
+   * fsynced; fails with EEXIST if anything is there. All at once: the file appears under its name
+   * whole and already dated, so a copy killed midway leaves no half-written or wrongly dated
+   * session, at most a temp file that gc removes as debris.
+   */
+  createFile(path: string, data: Buffer, mtimeMs: number): Promise<void>;
+  /**
+   * Writes a whole small file the operations keep (a backup's manifest, a quarantine's notes):
+   * write-file-atomic (temp file, fsync, rename), mode 0600. Replaces what is there.
+   */
+  writeFile(path: string, data: Buffer): Promise<void>;
   /** The path with every symlink resolved (realpath(3)); ENOENT when some part does not exist. */
   realpath(path: string): Promise<string>;
+}
+
+/**
+ * write-file-atomic's options: 0600 whatever a file there had, and no chown (ours already; its
+ * types do not know `false`, which v7 reads as "leave the owner alone").
+ */
+const WHOLE_FILE_OPTIONS = { mode: 0o600, chown: false } as unknown as writeFileAtomic.Options;
+
+/** link(2) refused by the file system (some network or FAT-like ones): the copy falls back to an exclusive open. */
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EMLINK']);
+
+/**
+ * temp file (exclusive, 0600) → write → futimes → fsync → close → link to `target` (EEXIST when
+ * anything is there: link never replaces) → unlink the temp file. The temp name is the lean
+ * write's, `<target>.<digits>`, which scans know as debris.
+ */
+async function createDated(target: string, data: Buffer, mtimeMs: number): Promise<void> {
+  const temp = `${target}.${process.pid}${String(++writes % 1_000_000).padStart(6, '0')}`;
+  const handle = await fs.promises.open(temp, 'wx', 0o600);
+  let linked = false;
+  try {
+    try {
+      await handle.writeFile(data);
+      // The umask filters open's mode; 0600 is the contract whatever it is.
+      await handle.chmod(0o600);
+      await handle.utimes(mtimeMs / 1000, mtimeMs / 1000);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      await fs.promises.link(temp, target);
+      linked = true;
+    } catch (error) {
+      if (!NO_HARD_LINKS.has(errorCode(error) ?? '')) throw error;
+    }
+  } finally {
+    await fs.promises.unlink(temp).catch(() => undefined);
+  }
+  if (!linked) await createDatedWithoutLink(target, data, mtimeMs);
+}
+
+/** The same where hard links are not to be had: an exclusive open of the name itself, dated before it is closed. */
+async function createDatedWithoutLink(target: string, data: Buffer, mtimeMs: number): Promise<void> {
+  const handle = await fs.promises.open(target, 'wx', 0o600);
+  try {
+    await handle.writeFile(data);
+    await handle.chmod(0o600);
+    await handle.utimes(mtimeMs / 1000, mtimeMs / 1000);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }
 
 export const operationsIo: OperationsIo = {
   rename: (from, to) => fs.promises.rename(from, to),
   realpath: (path) => fs.promises.realpath(path),
-  createFile: async (path, data) => {
-    const handle = await fs.promises.open(path, 'wx', 0o600);
-    try {
-      await handle.writeFile(data);
-      // The umask filters open's mode; 0600 is the contract whatever it is.
-      await handle.chmod(0o600);
-      // On disk before the backup's manifest, written last, says the copy is complete.
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  },
+  createFile: createDated,
+  writeFile: (path, data) => writeFileAtomic(path, data, WHOLE_FILE_OPTIONS),
 };
 
 const { O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_WRONLY } = fs.constants;
