@@ -91,7 +91,9 @@ async function main(): Promise<PhasesResult> {
     label: values.label ?? root,
     date: new Date().toISOString(),
     runs,
-    phases: Object.fromEntries(Object.entries(phases).map(([phase, { ms, count }]) => [phase, { msPerRequest: ms / requests, callsPerRequest: count / requests }])),
+    phases: Object.fromEntries(
+      Object.entries(phases).map(([phase, { ms, count }]) => [phase, { msPerRequest: ms / requests, callsPerRequest: count / requests }]),
+    ),
     serverCpuMsPerRequest: cpuMs / requests,
   };
 }
