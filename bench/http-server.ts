@@ -22,6 +22,7 @@ import { sessions as fastifySessions } from '../src/fastify.js';
 import type { Transaction } from '../src/http/transaction.js';
 import { SealedStore as NeutralStore, openStore, sessions } from '../src/index.js';
 import { sessions as koaSessions } from '../src/koa.js';
+import { redisBackend } from '../src/redis.js';
 import { EXPRESS_SESSION_SECRET, FASTIFY_SESSION_SECRET, FILE_STORE_SECRET, KOA_KEYS, SEALED_KEY, STORE_KINDS, type StoreKind } from './stores.js';
 
 /** What a route of the bench does to a session: the same six routes on every framework. */
@@ -139,8 +140,16 @@ async function main(kind: StoreKind, target: string): Promise<void> {
   let counter = 0;
   const keyOf = (req: Request) => (typeof req.query['key'] === 'string' ? req.query['key'] : 'missing-key');
 
-  if (kind === 'sealed') {
-    const store = await openStore({ dir: target, keys: SEALED_KEY });
+  if (kind === 'sealed' || kind === 'sealed-redis') {
+    let backend;
+    if (kind === 'sealed-redis') {
+      const client = createClient({ url: target });
+      client.on('error', (error: unknown) => console.error('redis client:', error));
+      await client.connect();
+      // Its own prefix: connect-redis's sessions in the same server are `sess:<sid>`.
+      backend = redisBackend({ client, prefix: 'sealed:' });
+    }
+    const store = await openStore({ dir: target, keys: SEALED_KEY, ...(backend === undefined ? {} : { backend }) });
     app.use(sessions({ store }));
     const create: RequestHandler = async (req, res) => {
       const s = await req.trans.getSession();

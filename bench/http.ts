@@ -27,8 +27,19 @@ import { childPids, cleanUpOnExit, isShuttingDown, spawnTracked, stopAll, tempDi
 import { otherCpuWindow, waitIdle, waitQuiet } from './machine.js';
 import { aesGcmSealOp, filesystemType, kilobyteFileOps, measureRate, measureSync, mkdirRmdirOp, writeFsyncRenameOp } from './raw.js';
 import { REDIS_INSTALL_HINT, redisServerVersion, startRedis } from './redis.js';
+import type { PhasesResult } from './phases-report.js';
 import { renderMarkdown, type BenchResults, type LoadResult, type LostUpdateRow, type ScenarioRow } from './report.js';
-import { EXPRESS_SESSION_SECRET, FASTIFY_SESSION_SECRET, KOA_KEYS, SEALED_KEY, SHARABLE, STORE_KINDS, STORE_LABELS, type StoreKind } from './stores.js';
+import {
+  EXPRESS_SESSION_SECRET,
+  FASTIFY_SESSION_SECRET,
+  KOA_KEYS,
+  ON_REDIS,
+  SEALED_KEY,
+  SHARABLE,
+  STORE_KINDS,
+  STORE_LABELS,
+  type StoreKind,
+} from './stores.js';
 
 // ---------------------------------------------------------------- arguments
 
@@ -156,8 +167,11 @@ function keygripSign(data: string, key: string): string {
     .replace(/\/|\+|=/g, (c) => ({ '/': '_', '+': '-', '=': '' })[c]!);
 }
 
+/** The stores that use this library's own cookie (`sid=<id>.<signature>`). */
+const NATIVE: ReadonlySet<StoreKind> = new Set(['sealed', 'sealed-redis', 'koa', 'fastify']);
+
 function unknownCookie(kind: StoreKind): string {
-  if (kind === 'sealed' || kind === 'koa' || kind === 'fastify') return `sid=${signId(generateId(), nativeSecret)}`;
+  if (NATIVE.has(kind)) return `sid=${signId(generateId(), nativeSecret)}`;
   if (kind === 'koa-session-store') {
     const value = `${Date.now()}-${randomBytes(16).toString('hex')}`;
     return `koa.sess=${value}; koa.sess.sig=${keygripSign(`koa.sess=${value}`, KOA_KEYS[0]!)}`;
@@ -173,7 +187,7 @@ function checkSigning(kind: StoreKind, seededCookie: string): void {
   const fail = () => {
     throw new Error(`the bench signs ${kind} cookies differently from the server: unknown-id cookies would be rejected as forged`);
   };
-  if (kind === 'sealed' || kind === 'koa' || kind === 'fastify') {
+  if (NATIVE.has(kind)) {
     const value = pairs.get('sid') ?? '';
     if (signId(value.slice(0, value.indexOf('.')), nativeSecret) !== value) fail();
   } else if (kind === 'koa-session-store') {
@@ -289,9 +303,9 @@ async function main(): Promise<void> {
   const work = tempDir(tmpBase, 'sealed-sessions-http-bench-');
   const notes: string[] = [];
   const redisVersion = redisServerVersion();
-  const kinds = STORE_KINDS.filter((kind) => kind !== 'redis' || redisVersion !== null);
+  const kinds = STORE_KINDS.filter((kind) => !ON_REDIS.has(kind) || redisVersion !== null);
   if (redisVersion === null) {
-    const note = `connect-redis skipped: no redis-server on the PATH; ${REDIS_INSTALL_HINT}.`;
+    const note = `connect-redis and sealed-sessions + Redis skipped: no redis-server on the PATH; ${REDIS_INSTALL_HINT}.`;
     notes.push(note);
     console.log(`!! ${note}`);
   }
@@ -366,7 +380,7 @@ async function main(): Promise<void> {
     fs.mkdirSync(redisDir);
     redisUrl = (await startRedis(redisDir, root)).url;
   }
-  const storageOf = (kind: StoreKind) => (kind === 'redis' ? redisUrl! : path.join(work, kind));
+  const storageOf = (kind: StoreKind) => (ON_REDIS.has(kind) ? redisUrl! : path.join(work, kind));
   console.log(`\nstarting ${kinds.length} servers${redisUrl ? ` and redis-server (${redisUrl})` : ''}`);
   const servers = new Map<StoreKind, Server>();
   for (const server of await Promise.all(kinds.map((kind) => startServer(kind, storageOf(kind))))) servers.set(server.kind, server);
@@ -402,12 +416,24 @@ warm-up: ${config.warmup} s of reads per server, not counted`);
     for (const kind of kinds) await load(servers.get(kind)!, 'read', 16, cookies.get(kind)!.seeded, config.warmup);
   }
   const rows: ScenarioRow[] = [];
+  // The raw write+fsync+rename rate, measured again before each repetition of the write scenarios:
+  // this disk's fsync rate drifts 3–4× within minutes, so a store's writes are compared with the
+  // raw rate of their own repetition (paired), not with one measured minutes earlier.
+  const rawDuring: BenchResults['rawDuring'][number][] = [];
+  const rawDuringDir = path.join(work, 'raw-during');
+  fs.mkdirSync(rawDuringDir);
+  const rawDuringOp = writeFsyncRenameOp(rawDuringDir);
   for (const scenario of SCENARIOS) {
     for (const connections of scenario === 'unknown' ? config.connectionsUnknown : config.connections) {
       await quiet(`${scenario} at ${connections} connections`);
       console.log(`\n${scenario}, ${connections} connections`);
       const runs = new Map<StoreKind, LoadResult[]>(kinds.map((kind) => [kind, []]));
+      const rawRates: number[] = [];
       for (let repetition = 0; repetition < config.repetitions; repetition++) {
+        if (scenario === 'write' || scenario === 'create') {
+          rawRates.push((await measureRate(16, config.rawMs, rawDuringOp)).opsPerSec);
+          console.log(`  raw write+fsync+rename, 16 in flight: ${Math.round(rawRates.at(-1)!)}/s`);
+        }
         // Interleaved, and each repetition starts one store further on, so no store always runs first.
         const order = kinds.map((_, i) => kinds[(i + repetition) % kinds.length]!);
         for (const kind of order) {
@@ -422,6 +448,7 @@ warm-up: ${config.warmup} s of reads per server, not counted`);
           );
         }
       }
+      if (rawRates.length > 0) rawDuring.push({ scenario, connections, rates: rawRates });
       for (const kind of kinds) {
         const results = runs.get(kind)!;
         const died = servers.get(kind)!.died;
@@ -480,6 +507,25 @@ warm-up: ${config.warmup} s of reads per server, not counted`);
     }
   }
 
+  // ------------------------------------------------------------ a write request, phase by phase
+  // (a full run only): bench/phases.ts on this checkout, beside the breakdown of the commit before
+  // the write-path change (bench/phases-before.json, measured by the same script).
+  let phases: BenchResults['phases'];
+  if (!quick) {
+    await quiet('the phase breakdown');
+    console.log('\na write request, phase by phase (bench/phases.ts)');
+    const phasesJson = path.join(work, 'phases.json');
+    const child = spawnTracked(process.execPath, ['--import=tsx/esm', 'bench/phases.ts', '--label', 'this run', '--json', phasesJson], root);
+    await new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    const before = path.join(import.meta.dirname, 'phases-before.json');
+    if (fs.existsSync(phasesJson)) {
+      phases = {
+        before: fs.existsSync(before) ? (JSON.parse(fs.readFileSync(before, 'utf8')) as PhasesResult) : null,
+        now: JSON.parse(fs.readFileSync(phasesJson, 'utf8')) as PhasesResult,
+      };
+    }
+  }
+
   // ------------------------------------------------------------ output
   for (const server of servers.values()) if (server.died !== undefined) notes.push(`${STORE_LABELS[server.kind]}: the server ${server.died}.`);
   const results: BenchResults = {
@@ -491,7 +537,9 @@ warm-up: ${config.warmup} s of reads per server, not counted`);
     versions,
     raw,
     scenarios: rows,
+    rawDuring,
     lostUpdates,
+    ...(phases === undefined ? {} : { phases }),
     notes,
   };
   const markdown = renderMarkdown(results);

@@ -17,6 +17,7 @@ import autocannon from 'autocannon';
 import pMap from 'p-map';
 import { childPids, cleanUpOnExit, spawnTracked, stopAll, tempDir, waitForOutput } from './children.js';
 import { processCpuMs, waitIdle } from './machine.js';
+import { renderPhases, type PhasesResult } from './phases-report.js';
 import { measureRate, writeFsyncRenameOp } from './raw.js';
 
 const { values } = parseArgs({
@@ -32,17 +33,6 @@ const here = path.resolve(import.meta.dirname, '..');
 const root = path.resolve(values.root ?? here);
 const repetitions = Number(values.repetitions);
 const duration = Number(values.duration);
-
-export interface PhasesResult {
-  readonly label: string;
-  readonly date: string;
-  /** Per repetition: requests per second, and raw write+fsync+rename per second (16 in flight) just before. */
-  readonly runs: ReadonlyArray<{ readonly rps: number; readonly raw: number }>;
-  /** ms per request of each phase (summed over the runs, divided by the requests), and calls per request. */
-  readonly phases: Record<string, { readonly msPerRequest: number; readonly callsPerRequest: number }>;
-  /** CPU of the server process (all its threads, user + system) per request, ms. */
-  readonly serverCpuMsPerRequest: number;
-}
 
 async function main(): Promise<PhasesResult> {
   cleanUpOnExit();
@@ -96,30 +86,6 @@ async function main(): Promise<PhasesResult> {
     ),
     serverCpuMsPerRequest: cpuMs / requests,
   };
-}
-
-/** The phases in the order a request meets them. */
-const PHASE_ORDER = ['request', 'load', 'stat', 'commit', 'lock', 'read', 'atomic', 'unlock'];
-
-/** The breakdown as a markdown table. */
-export function renderPhases(result: PhasesResult): string {
-  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-  const lines = [
-    `**${result.label}** (${result.date}): ${result.runs.map((run) => Math.round(run.rps)).join(' / ')} req/s; raw write+fsync+rename ` +
-      `${result.runs.map((run) => Math.round(run.raw)).join(' / ')}/s in the same repetitions; paired ratio to raw, median ` +
-      `${median(result.runs.map((run) => run.rps / run.raw)).toFixed(2)}×; server CPU ${result.serverCpuMsPerRequest.toFixed(2)} ms per request.`,
-    '',
-    '| phase | ms per request | calls per request |',
-    '|---|---:|---:|',
-  ];
-  const order = (phase: string) => {
-    const index = PHASE_ORDER.findIndex((prefix) => phase.startsWith(prefix));
-    return index === -1 ? PHASE_ORDER.length : index;
-  };
-  for (const [phase, { msPerRequest, callsPerRequest }] of Object.entries(result.phases).sort(([a], [b]) => order(a) - order(b))) {
-    lines.push(`| ${phase} | ${msPerRequest.toFixed(2)} | ${callsPerRequest.toFixed(2)} |`);
-  }
-  return `${lines.join('\n')}\n`;
 }
 
 try {

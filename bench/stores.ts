@@ -18,6 +18,7 @@ export const STORE_KINDS = [
   'memory',
   'file-store',
   'file-store-secret',
+  'sealed-redis',
   'redis',
 ] as const;
 export type StoreKind = (typeof STORE_KINDS)[number];
@@ -32,8 +33,12 @@ export const STORE_LABELS: Record<StoreKind, string> = {
   memory: 'express-session + MemoryStore',
   'file-store': 'express-session + session-file-store',
   'file-store-secret': 'express-session + session-file-store (secret)',
+  'sealed-redis': 'sealed-sessions + Redis (native)',
   redis: 'express-session + connect-redis',
 };
+
+/** Stores that keep their sessions in the bench's redis-server (skipped without one). */
+export const ON_REDIS: ReadonlySet<StoreKind> = new Set(['sealed-redis', 'redis']);
 
 /** Stores whose data two server processes can share (MemoryStore lives in one process). */
 export const SHARABLE: Record<StoreKind, boolean> = {
@@ -46,5 +51,6 @@ export const SHARABLE: Record<StoreKind, boolean> = {
   memory: false,
   'file-store': true,
   'file-store-secret': true,
+  'sealed-redis': true,
   redis: true,
 };

@@ -62,6 +62,12 @@ export interface UpdateOptions {
   readonly fresh?: boolean;
   /** The caller keeps what it wrote (a read cache): report the new version. */
   readonly wantVersion?: boolean;
+  /**
+   * What the caller believes is stored (its read cache): a backend that commits by
+   * compare-and-set may let `decide` start from it instead of reading first — a wrong belief
+   * only costs a failed compare and a read. A backend that reads under a lock ignores it.
+   */
+  readonly believed?: { readonly version: string; readonly bytes: Buffer };
 }
 
 export interface UpdateOutcome<T> {

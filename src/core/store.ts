@@ -102,7 +102,14 @@ interface Queue {
 /** How a batch's jobs settle once the update is done, and what it wrote (for the read cache). */
 interface BatchResult {
   readonly settle: () => void;
-  readonly written: StoredSession | null;
+  readonly written: { readonly session: StoredSession; readonly bytes: Buffer } | null;
+}
+
+/** A session of the read cache: as opened, the sealed bytes it was opened from, and their stored version. */
+interface CacheEntry {
+  readonly version: string;
+  readonly session: StoredSession;
+  readonly bytes: Buffer;
 }
 
 /**
@@ -120,7 +127,7 @@ export class Store extends EventEmitter<StoreEvents> {
   readonly #queues = new Map<string, Queue>();
   readonly #signingSecrets: readonly string[];
   /** Recently read sessions by name, with the stored version they were read from (null: `cacheSize` 0). */
-  readonly #cache: LRUCache<string, { version: string; session: StoredSession }> | null;
+  readonly #cache: LRUCache<string, CacheEntry> | null;
   /**
    * Sessions made by `create()` whose id has not been written yet: 256 random bits generated in
    * this process, so nothing of that name exists and no other process can be writing one. Their
@@ -137,7 +144,11 @@ export class Store extends EventEmitter<StoreEvents> {
     this.#maxEnvelopeBytes = maxEnvelopeBytes(options.maxBytes);
     this.#cache =
       options.cacheSize > 0
-        ? new LRUCache({ max: options.cacheSize, maxSize: options.cacheMaxBytes, sizeCalculation: ({ session }) => 2 * session.plaintext.length + 1024 })
+        ? new LRUCache({
+            max: options.cacheSize,
+            maxSize: options.cacheMaxBytes,
+            sizeCalculation: ({ session, bytes }) => 2 * session.plaintext.length + bytes.length + 1024,
+          })
         : null;
     this.#signingSecrets = Object.freeze(keyring.keys.map((key) => key.cookieSecret));
   }
@@ -297,7 +308,7 @@ export class Store extends EventEmitter<StoreEvents> {
       return opened;
     }
     const session = { ...opened.session, version: stored.version };
-    if (!fresh) this.#cache?.set(name, { version: stored.version, session });
+    if (!fresh) this.#cache?.set(name, { version: stored.version, session, bytes: stored.bytes });
     return { state: 'found', session };
   }
 
@@ -311,7 +322,7 @@ export class Store extends EventEmitter<StoreEvents> {
     if (marked === null) return false;
     const cached = this.#cache?.get(name);
     if (marked.version !== undefined && cached !== undefined && cached.version === stored.version) {
-      this.#cache?.set(name, { version: marked.version, session: { ...cached.session, mtimeMs: atMs, version: marked.version } });
+      this.#cache?.set(name, { version: marked.version, session: { ...cached.session, mtimeMs: atMs, version: marked.version }, bytes: cached.bytes });
     }
     return true;
   }
@@ -394,10 +405,14 @@ export class Store extends EventEmitter<StoreEvents> {
       queue.jobs = [];
       let outcome;
       try {
+        // What this process last read or wrote of it: a backend that commits by compare-and-set
+        // may start from it and save a read (a lock-taking one reads the file itself regardless).
+        const cached = this.#cache?.get(name);
         this.#cache?.delete(name);
         outcome = await this.#backend.update(name, (current) => this.#decide(name, queue.id, batch, current), {
           fresh: batch.every((job) => job.kind === 'commit' && job.unclaimed),
           wantVersion: this.#cache !== null,
+          ...(cached === undefined ? {} : { believed: { version: cached.version, bytes: cached.bytes } }),
         });
       } catch (error) {
         for (const job of batch) job.reject(error);
@@ -405,7 +420,7 @@ export class Store extends EventEmitter<StoreEvents> {
       }
       const { settle, written } = outcome.result;
       if (written !== null && outcome.version !== undefined)
-        this.#cache?.set(name, { version: outcome.version, session: { ...written, version: outcome.version } });
+        this.#cache?.set(name, { version: outcome.version, session: { ...written.session, version: outcome.version }, bytes: written.bytes });
       // Only now, with the update's exclusive access released (and checked not to have been
       // lost), do the commits resolve: the response that waits for them goes out with nothing
       // left held.
@@ -476,7 +491,7 @@ export class Store extends EventEmitter<StoreEvents> {
       // A cookie's end is reported as "this write's time + (its expiry - this write's time)"
       // moved by later keep-alive marks: the last use must be exactly the time sealed in.
       ...(cookie?.expires != null ? { lastUseMs: now } : {}),
-      result: { settle: settle(true), written: { id, data: plan.data, plaintext, header, mtimeMs: now } },
+      result: { settle: settle(true), written: { session: { id, data: plan.data, plaintext, header, mtimeMs: now }, bytes } },
     };
   }
 

@@ -85,6 +85,23 @@ export function backendContract(label: string, storage: (t: ExecutionContext) =>
     for (let index = 0; index < 50; index++) t.deepEqual(data[`k${index}`], { by: index });
   });
 
+  test(`${label}: a set that looks like no change to one instance (its cached copy) is still stored when another instance changed that key meanwhile`, async (t) => {
+    const place = await storage(t);
+    const one = await open(place);
+    const other = await open(place);
+    const session = one.create();
+    session.set('a', 1);
+    await session.save();
+    const mine = (await one.load(session.id))!;
+    const theirs = (await other.load(session.id))!;
+    theirs.set('a', 2);
+    await theirs.save();
+    // 1 is what `one` last saw: the commit must still store it over the 2 stored meanwhile.
+    mine.set('a', 1);
+    t.is(await one.commit(mine), 'written');
+    t.is((await (await open(place)).load(session.id))?.get('a'), 1);
+  });
+
   test(`${label}: a destroyed session is never brought back by a commit of an older copy, from any instance`, async (t) => {
     const place = await storage(t);
     const one = await open(place);

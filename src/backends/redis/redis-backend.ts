@@ -140,13 +140,32 @@ class RedisBackend implements Backend {
     const deadline = performance.now() + this.#conflictWaitMs;
     let delay = 1;
     for (let attempt = 0; ; attempt++) {
-      const found = options.fresh === true && attempt === 0 ? null : await this.#redis.read(key);
+      // The first attempt may start from what the caller last saw: one round trip (the
+      // compare-and-set) instead of two when it is still what is stored.
+      const belief = attempt === 0 && options.fresh !== true && options.believed !== undefined && options.believed.bytes.length >= HEADER_BYTES;
+      let found: { envelope: Buffer; expireAtMs: number | null } | null;
+      if (attempt === 0 && options.fresh === true) found = null;
+      else if (belief) found = { envelope: options.believed!.bytes, expireAtMs: null };
+      else found = await this.#redis.read(key);
       const current =
-        found === null ? null : { bytes: found.envelope, lastUse: () => Promise.resolve(lastUseOf(readHeader(found.envelope), found.expireAtMs)) };
+        found === null
+          ? null
+          : {
+              bytes: found.envelope,
+              lastUse: async () => {
+                const expireAtMs = found.expireAtMs ?? (await this.#redis.pexpiretime(key));
+                return expireAtMs === null ? null : lastUseOf(readHeader(found.envelope), expireAtMs);
+              },
+            };
       const decision = await decide(current);
-      if (decision.action === 'keep') return { result: decision.result };
+      if (decision.action === 'keep') {
+        // Nothing to write, by a belief: only what is really stored can say so.
+        if (belief) continue;
+        return { result: decision.result };
+      }
       const done = await this.#apply(key, found?.envelope ?? null, decision);
       if (done !== undefined) return { result: decision.result, version: done };
+      if (belief) continue;
       if (performance.now() >= deadline) {
         throw new SealedSessionError(
           'ERR_SESSION_LOCK_TIMEOUT',
