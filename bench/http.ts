@@ -1,7 +1,7 @@
 /*
  * sealed-sessions next to its peers over HTTP, with the machine's raw limits, in one run.
  *
- *   npm run bench                      full run (~27 min on 2 cores; writes bench/RESULTS.md + bench/results.json)
+ *   npm run bench                      full run (~35 min on 2 cores; writes bench/RESULTS.md + bench/results.json)
  *   npm run bench:quick                under 2 min (writes bench/quick-results.md + bench/quick-results.json)
  *   node --import=tsx/esm bench/http.ts [--quick] [--duration S] [--wait-quiet S] [--tmp DIR]
  *
@@ -68,7 +68,7 @@ const tmpBase = path.resolve(tmpIndex >= 0 ? argv[tmpIndex + 1]! : os.tmpdir());
 const config = {
   mode: quick ? 'quick' : 'full',
   /** Seconds of load per autocannon run. */
-  duration: numberArg('--duration', quick ? 1 : 10, 1),
+  duration: numberArg('--duration', quick ? 1 : 5, 1),
   repetitions: quick ? 1 : 3,
   connections: [16, 64],
   /**
