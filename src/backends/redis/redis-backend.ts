@@ -15,6 +15,7 @@ import type {
 import { readHeader, type EnvelopeHeader } from '../../crypto/seal.js';
 import { SealedSessionError, sessionTypeError } from '../../errors.js';
 import { HEADER_BYTES, nonceOf, redisEnvelopes, type RedisEnvelopes } from './envelopes.js';
+import { redisFailureCode } from './failures.js';
 import type { NodeRedisClient, NodeRedisCluster } from './node-redis.js';
 
 /** Options of `redisBackend()`. */
@@ -193,8 +194,20 @@ class RedisBackend implements Backend {
       await this.#redis.del(key);
       return undefined;
     }
-    const written = await this.#redis.compareAndSet(key, expected, decision.bytes, decision.expiresAtMs);
-    return written ? nonceOf(decision.bytes).toString('hex') : undefined;
+    const nonce = nonceOf(decision.bytes);
+    let written: boolean;
+    try {
+      written = await this.#redis.compareAndSet(key, expected, decision.bytes, decision.expiresAtMs);
+    } catch (error) {
+      // No answer in time: the write may still have landed. What is stored says: our nonce (it
+      // landed), the one we compared with (it did not: try again), or anything else (another
+      // writer came after: merge onto theirs). If Redis cannot say either, the commit fails.
+      if (redisFailureCode(error) !== 'REDIS_TIMEOUT') throw error;
+      const stored = await this.#redis.read(key).catch(() => Promise.reject(error as Error));
+      if (stored !== null && stored.envelope.length >= HEADER_BYTES && nonceOf(stored.envelope).equals(nonce)) return nonce.toString('hex');
+      return undefined;
+    }
+    return written ? nonce.toString('hex') : undefined;
   }
 
   /** The envelope and so its version (the nonce) stay as they are: a read cache stays valid by itself. */
