@@ -117,13 +117,19 @@ export interface SweepOptions {
   readonly onError: (error: unknown) => void;
 }
 
+/** What a sweep found and did (the store's gc report, less its duration). */
 export interface SweepCounts {
+  /** Session entries looked at. */
   readonly scanned: number;
+  /** Expired sessions found (and removed, unless a dry run or in use at that moment). */
   readonly expired: number;
   readonly removed: number;
+  /** Leftovers of killed processes (for files: stale lock folders and old temp files). */
   readonly debris: number;
   readonly debrisRemoved: number;
+  /** Entries whose header is not ours, or that are no file at all (left alone; `sealed-sessions verify` reports them). */
   readonly unreadable: number;
+  /** Entries that could not be processed (each reported through the store's `warning` event); the rest was collected. */
   readonly errors: number;
 }
 

@@ -3,7 +3,7 @@ import { LRUCache } from 'lru-cache';
 import type { Keyring } from '../crypto/keys.js';
 import { seal, type EnvelopeHeader } from '../crypto/seal.js';
 import { SealedSessionError, sessionTypeError } from '../errors.js';
-import type { Backend, CurrentEnvelope, Decision } from './backend.js';
+import type { Backend, CurrentEnvelope, Decision, SweepCounts } from './backend.js';
 import { applyChanges, type ChangeSet, type SessionData } from './changes.js';
 import { expiresAt, isExpired, isLive, isTombstone, lastUse } from './expiry.js';
 import type { JsonValue } from './json-value.js';
@@ -49,19 +49,7 @@ export interface GcOptions {
   dryRun?: boolean;
 }
 
-export interface GcReport {
-  /** Session files looked at. */
-  readonly scanned: number;
-  /** Expired sessions found (and removed, unless a dry run or in use at that moment). */
-  readonly expired: number;
-  readonly removed: number;
-  /** Leftovers of killed processes: stale lock folders and old temp files. */
-  readonly debris: number;
-  readonly debrisRemoved: number;
-  /** Files whose header is not ours (left alone; `sealed-sessions verify` reports them). */
-  readonly unreadable: number;
-  /** Files gc could not process (each reported through the `warning` event); the rest was collected. */
-  readonly errors: number;
+export interface GcReport extends SweepCounts {
   readonly durationMs: number;
 }
 

@@ -402,15 +402,7 @@ async function createDated(target: string, data: Buffer, mtimeMs: number): Promi
   const handle = await fs.promises.open(temp, 'wx', 0o600);
   let linked = false;
   try {
-    try {
-      await handle.writeFile(data);
-      // The umask filters open's mode; 0600 is the contract whatever it is.
-      await handle.chmod(0o600);
-      await handle.utimes(mtimeMs / 1000, mtimeMs / 1000);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await writeDated(handle, data, mtimeMs);
     try {
       await fs.promises.link(temp, target);
       linked = true;
@@ -425,9 +417,14 @@ async function createDated(target: string, data: Buffer, mtimeMs: number): Promi
 
 /** The same where hard links are not to be had: an exclusive open of the name itself, dated before it is closed. */
 async function createDatedWithoutLink(target: string, data: Buffer, mtimeMs: number): Promise<void> {
-  const handle = await fs.promises.open(target, 'wx', 0o600);
+  await writeDated(await fs.promises.open(target, 'wx', 0o600), data, mtimeMs);
+}
+
+/** Writes `data` into a file just created, 0600, dated `mtimeMs`, synced; closes it whatever happens. */
+async function writeDated(handle: fs.promises.FileHandle, data: Buffer, mtimeMs: number): Promise<void> {
   try {
     await handle.writeFile(data);
+    // The umask filters open's mode; 0600 is the contract whatever it is.
     await handle.chmod(0o600);
     await handle.utimes(mtimeMs / 1000, mtimeMs / 1000);
     await handle.sync();

@@ -1,23 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import test from 'ava';
 import { redisBackend } from '../../../src/redis.js';
 import { backendContract } from '../contract.js';
-import { clusterTarget, standaloneTarget, type Target } from './targets.js';
+import { sharedTargets } from './targets.js';
 
 /*
  * The store behaviours every backend shows, on a real redis-server and on a real 3-master
  * Redis Cluster. Each test gets a prefix of its own on the shared servers: a fresh storage.
  */
 
-const targets: Partial<Record<'standalone' | 'cluster', Target>> = {};
-
-test.before(async () => {
-  [targets.standalone, targets.cluster] = await Promise.all([standaloneTarget(), clusterTarget()]);
-});
-
-test.after.always(async () => {
-  await Promise.all(Object.values(targets).map((target) => target.stop()));
-});
+const targets = sharedTargets();
 
 for (const name of ['standalone', 'cluster'] as const) {
   backendContract(`Redis ${name}`, () => {

@@ -6,7 +6,7 @@ import { SealedStore } from '../../../src/express-session.js';
 import { redisBackend } from '../../../src/redis.js';
 import { CookieJar, listen } from '../../helpers/http.js';
 import { KEY } from '../../helpers/temp-dir.js';
-import { clusterTarget, standaloneTarget, type Target } from './targets.js';
+import { sharedTargets } from './targets.js';
 
 /*
  * The framework store on Redis: express-session + SealedStore({ backend: redisBackend(...) }),
@@ -14,15 +14,7 @@ import { clusterTarget, standaloneTarget, type Target } from './targets.js';
  * one session merge, and a logout sticks.
  */
 
-const targets: Partial<Record<'standalone' | 'cluster', Target>> = {};
-
-test.before(async () => {
-  [targets.standalone, targets.cluster] = await Promise.all([standaloneTarget(), clusterTarget()]);
-});
-
-test.after.always(async () => {
-  await Promise.all(Object.values(targets).map((target) => target.stop()));
-});
+const targets = sharedTargets();
 
 for (const name of ['standalone', 'cluster'] as const) {
   test(`${name}: express-session + SealedStore on Redis keeps a session, merges 30 concurrent saves, and a destroy sticks`, async (t) => {

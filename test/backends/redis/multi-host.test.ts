@@ -4,7 +4,7 @@ import test, { type ExecutionContext } from 'ava';
 import { CookieJar } from '../../helpers/http.js';
 import { fixtureProcess } from '../../helpers/server-process.js';
 import { KEY } from '../../helpers/temp-dir.js';
-import { clusterTarget, standaloneTarget, type Target } from './targets.js';
+import { sharedTargets, type Target } from './targets.js';
 
 /*
  * Two server processes ("hosts") on one Redis, standalone and Cluster: requests on one session
@@ -12,15 +12,7 @@ import { clusterTarget, standaloneTarget, type Target } from './targets.js';
  * commits. Real processes, real HTTP, real cookies, real Redis.
  */
 
-const targets: Partial<Record<'standalone' | 'cluster', Target>> = {};
-
-test.before(async () => {
-  [targets.standalone, targets.cluster] = await Promise.all([standaloneTarget(), clusterTarget()]);
-});
-
-test.after.always(async () => {
-  await Promise.all(Object.values(targets).map((target) => target.stop()));
-});
+const targets = sharedTargets();
 
 async function twoHosts(t: ExecutionContext, target: Target): Promise<[string, string]> {
   const prefix = `h${randomBytes(6).toString('hex')}:`;

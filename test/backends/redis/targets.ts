@@ -1,3 +1,4 @@
+import test from 'ava';
 import { createClient, createCluster } from 'redis';
 import { redisEnvelopes, type RedisEnvelopes, type RedisEnvelopesOptions } from '../../../src/backends/redis/envelopes.js';
 import { startRedis, startRedisCluster, type RedisClusterNodes, type RedisServer } from '../../helpers/redis.js';
@@ -75,4 +76,19 @@ export async function clusterTarget(options?: RedisEnvelopesOptions): Promise<Ta
       await nodes.stop();
     },
   };
+}
+
+/**
+ * A standalone server and a 3-master Cluster for one test file: started before its tests,
+ * stopped after them. `targets.standalone` / `targets.cluster` once started.
+ */
+export function sharedTargets(): Partial<Record<TargetName, Target>> {
+  const targets: Partial<Record<TargetName, Target>> = {};
+  test.before(async () => {
+    [targets.standalone, targets.cluster] = await Promise.all([standaloneTarget(), clusterTarget()]);
+  });
+  test.after.always(async () => {
+    await Promise.all(Object.values(targets).map((target) => target.stop()));
+  });
+  return targets;
 }
