@@ -1,2 +1,3 @@
 export { redisBackend } from './backends/redis/redis-backend.js';
 export type { RedisBackendOptions } from './backends/redis/redis-backend.js';
+export type { RedisClientLike } from './backends/redis/envelopes.js';

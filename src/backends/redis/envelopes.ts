@@ -1,6 +1,7 @@
 import { sessionTypeError } from '../../errors.js';
 import type { CallOptions, RedisArgs, RedisDriver, RedisNode } from './driver.js';
 import { withDeadline } from './failures.js';
+import { ioRedisDriver, isIoRedis, type IoRedisClient, type IoRedisCluster } from './ioredis.js';
 import { nodeRedisDriver, type NodeRedisClient, type NodeRedisCluster } from './node-redis.js';
 import { COMPARE_AND_DELETE, COMPARE_AND_SET, READ_IF_CHANGED, type Script } from './scripts.js';
 
@@ -57,16 +58,19 @@ export interface ScannedHeader {
   readonly size: number;
 }
 
+/** A client the application made and connected: node-redis v5 (client or cluster), or ioredis v5 / iovalkey (client or cluster). */
+export type RedisClientLike = NodeRedisClient | NodeRedisCluster | IoRedisClient | IoRedisCluster;
+
 /**
- * Envelope operations over a node-redis v5 client or cluster that the application made and
- * connected (it stays the application's: nothing here closes it).
+ * Envelope operations over a Redis client or cluster that the application made and connected
+ * (it stays the application's: nothing here closes it).
  *
  * Every failure throws `SealedSessionError` `ERR_SESSION_STORE_IO`; its `cause.code` says why
  * (`RedisFailureCode`: `REDIS_UNAVAILABLE`, `REDIS_TIMEOUT`, `REDIS_REPLY`, `REDIS_ERROR`).
  * Needs Redis 7.0 or newer (PEXPIRETIME, PEXPIREAT … GT).
  */
-export function redisEnvelopes(client: NodeRedisClient | NodeRedisCluster, options: RedisEnvelopesOptions = {}): RedisEnvelopes {
-  return new RedisEnvelopes(nodeRedisDriver(client), options);
+export function redisEnvelopes(client: RedisClientLike, options: RedisEnvelopesOptions = {}): RedisEnvelopes {
+  return new RedisEnvelopes(isIoRedis(client) ? ioRedisDriver(client) : nodeRedisDriver(client), options);
 }
 
 export class RedisEnvelopes {

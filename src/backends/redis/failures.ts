@@ -50,12 +50,12 @@ export function redisError(code: RedisFailureCode, operation: string, cause?: un
   return new SealedSessionError('ERR_SESSION_STORE_IO', `${detail} (${operation})`, { cause: failure });
 }
 
-/** Sorts what node-redis threw (its error classes may come from another copy of the package: compared by name). */
+/** Sorts what the client threw (its error classes may come from another copy of the package: compared by name; ReplyError is ioredis's). */
 export function classify(error: unknown): RedisFailureCode {
   if (!(error instanceof Error)) return 'REDIS_ERROR';
   if ((error as { code?: unknown }).code === 'REDIS_UNAVAILABLE') return 'REDIS_UNAVAILABLE';
   const names = classNames(error);
-  if (names.has('ErrorReply')) return 'REDIS_REPLY';
+  if (names.has('ErrorReply') || names.has('ReplyError')) return 'REDIS_REPLY';
   if (names.has('TimeoutError') || names.has('AbortError') || names.has('SocketTimeoutError')) return 'REDIS_TIMEOUT';
   if (
     names.has('ClientClosedError') ||

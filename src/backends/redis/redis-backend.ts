@@ -14,17 +14,17 @@ import type {
 } from '../../core/backend.js';
 import { readHeader, type EnvelopeHeader } from '../../crypto/seal.js';
 import { SealedSessionError, sessionTypeError } from '../../errors.js';
-import { HEADER_BYTES, nonceOf, redisEnvelopes, type RedisEnvelopes } from './envelopes.js';
+import { HEADER_BYTES, nonceOf, redisEnvelopes, type RedisClientLike, type RedisEnvelopes } from './envelopes.js';
 import { redisFailureCode } from './failures.js';
-import type { NodeRedisClient, NodeRedisCluster } from './node-redis.js';
 
 /** Options of `redisBackend()`. */
 export interface RedisBackendOptions {
   /**
-   * The application's own node-redis v5 client (`createClient()`) or cluster (`createCluster()`),
-   * connected. It stays the application's: the store never closes it.
+   * The application's own client, connected: node-redis v5 (`createClient()` or
+   * `createCluster()`), or ioredis v5 / iovalkey (`new Redis()` or `new Cluster()`). It stays the
+   * application's: the store never closes it.
    */
-  readonly client: NodeRedisClient | NodeRedisCluster;
+  readonly client: RedisClientLike;
   /**
    * What every session key starts with; the rest is the session's one-way name (never its id).
    * @default 'sess:'
@@ -77,7 +77,7 @@ class RedisBackend implements Backend {
 
   constructor(options: RedisBackendOptions) {
     if (typeof options !== 'object' || options === null || typeof options.client !== 'object' || options.client === null) {
-      throw sessionTypeError('ERR_SESSION_OPTION', 'redisBackend needs `client`: a connected node-redis client or cluster');
+      throw sessionTypeError('ERR_SESSION_OPTION', 'redisBackend needs `client`: a connected node-redis or ioredis client or cluster');
     }
     const prefix = options.prefix ?? DEFAULT_PREFIX;
     if (typeof prefix !== 'string') throw sessionTypeError('ERR_SESSION_OPTION', 'option `prefix` must be a string');

@@ -3,10 +3,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import test, { type ExecutionContext } from 'ava';
 import { createClient } from 'redis';
 import { nonceOf, redisEnvelopes, type RedisEnvelopes } from '../../../src/backends/redis/envelopes.js';
-import { redisFailureCode, type RedisFailureCode } from '../../../src/backends/redis/failures.js';
-import { isSealedSessionError } from '../../../src/errors.js';
 import { startRedis, type RedisServer } from '../../helpers/redis.js';
 import { fakeEnvelope, listOf } from './fixtures/fake-envelope.js';
+import { afterMasterLoss, failure, recovers } from './fixtures/failures.js';
 import { clusterTarget } from './targets.js';
 
 /*
@@ -28,34 +27,6 @@ async function serverWithClient(t: ExecutionContext): Promise<{ server: RedisSer
     .connect();
   t.teardown(() => client.destroy());
   return { server, envelopes: redisEnvelopes(client, { timeoutMs: TIMEOUT_MS }) };
-}
-
-/** Runs `call`, expecting it to fail with ERR_SESSION_STORE_IO for `reason`; returns how long it took. */
-async function failure(t: ExecutionContext, call: () => Promise<unknown>, reason: RedisFailureCode): Promise<number> {
-  const started = performance.now();
-  const error = await t.throwsAsync(call);
-  const took = performance.now() - started;
-  t.true(isSealedSessionError(error, 'ERR_SESSION_STORE_IO'), String(error));
-  t.is(redisFailureCode(error), reason, String(error?.cause));
-  t.notRegex(error?.message ?? '', /sess:/, 'no key in the message');
-  return took;
-}
-
-/** Retries `call` until it succeeds, for at most `ms`; returns how long that took. */
-async function recovers(t: ExecutionContext, call: () => Promise<unknown>, ms: number): Promise<number> {
-  const started = performance.now();
-  for (;;) {
-    try {
-      await call();
-      return performance.now() - started;
-    } catch (error) {
-      if (performance.now() - started > ms) {
-        t.fail(`still failing after ${ms} ms: ${String(error)}`);
-        return ms;
-      }
-      await sleep(50);
-    }
-  }
 }
 
 test('redis-server SIGKILLed: calls fail at once, a call in flight too; restarted on the same port, the same client works again', async (t) => {
@@ -132,18 +103,7 @@ test('a cluster master SIGKILLed: keys on the other masters keep working, its ow
   t.true(onDead.size > 0 && onDead.size < keys.length);
 
   await nodes.killNode(0);
-  // Right away, and again once the other masters have marked it failed.
-  for (const pause of [0, 1200]) {
-    await sleep(pause);
-    for (const key of keys) {
-      if (onDead.has(key)) {
-        t.true((await failure(t, () => envelopes.get(key), 'REDIS_UNAVAILABLE')) < AT_ONCE_MS);
-      } else {
-        t.deepEqual((await envelopes.get(key))?.length, fakeEnvelope([key]).length);
-        t.true(await envelopes.keepAlive(key, inAMinute() + 1000));
-      }
-    }
-  }
+  await afterMasterLoss(t, envelopes, keys, onDead, AT_ONCE_MS);
   await failure(t, () => envelopes.configWarnings(), 'REDIS_UNAVAILABLE');
 
   await nodes.nodes[0]!.restart();

@@ -1,6 +1,8 @@
 import test from 'ava';
 import { createClient, createCluster } from 'redis';
-import { redisEnvelopes, type RedisEnvelopes, type RedisEnvelopesOptions } from '../../../src/backends/redis/envelopes.js';
+import { redisEnvelopes, type RedisClientLike, type RedisEnvelopes, type RedisEnvelopesOptions } from '../../../src/backends/redis/envelopes.js';
+import { redisBackend } from '../../../src/redis.js';
+import type { ContractStorage } from '../contract.js';
 import { startRedis, startRedisCluster, type RedisClusterNodes, type RedisServer } from '../../helpers/redis.js';
 
 export type TargetName = 'standalone' | 'cluster';
@@ -91,4 +93,26 @@ export function sharedTargets(): Partial<Record<TargetName, Target>> {
     await Promise.all(Object.values(targets).map((target) => target.stop()));
   });
   return targets;
+}
+
+/**
+ * A fresh storage for the backend contract on a shared target: its own key prefix, the store
+ * talking through `client` (the target's own, or another library's on the same servers), and
+ * checks made behind its back through the target's layer.
+ */
+export function contractStorage(target: Target, client: RedisClientLike, prefix: string): ContractStorage {
+  return {
+    backend: () => redisBackend({ client, prefix }),
+    corrupt: async (file) => {
+      const key = `${prefix}${file}`;
+      const envelope = (await target.envelopes.get(key))!;
+      envelope[envelope.length - 1]! ^= 0x01;
+      await target.envelopes.set(key, envelope);
+    },
+    count: async () => {
+      let count = 0;
+      for await (const _ of target.envelopes.scanHeaders(prefix)) count++;
+      return count;
+    },
+  };
 }
