@@ -1,3 +1,4 @@
+import { sessionTypeError } from '../../errors.js';
 import type { CallOptions, RedisArgs, RedisDriver, RedisNode } from './driver.js';
 import { notConnected } from './failures.js';
 import { keySlot } from './key-slot.js';
@@ -22,7 +23,7 @@ type IoRedisArg = string | Buffer | number;
 export interface IoRedisClient {
   readonly status: string;
   readonly isCluster: boolean;
-  readonly options: { readonly host?: string | undefined; readonly port?: number | undefined };
+  readonly options: { readonly host?: string | undefined; readonly port?: number | undefined; readonly keyPrefix?: string | undefined };
   call(command: string, args: IoRedisArg[]): Promise<unknown>;
   callBuffer(command: string, args: IoRedisArg[]): Promise<unknown>;
   connect(): Promise<unknown>;
@@ -33,6 +34,7 @@ export interface IoRedisClient {
 export interface IoRedisCluster {
   readonly status: string;
   readonly isCluster: boolean;
+  readonly options: { readonly keyPrefix?: string | undefined };
   /** Per slot, the node keys (`host:port`) that serve it, the master first. */
   readonly slots: readonly (readonly string[] | undefined)[];
   call(command: string, args: IoRedisArg[]): Promise<unknown>;
@@ -136,6 +138,16 @@ const clusterNodes = new WeakMap<IoRedisCluster, ClusterNodes>();
 
 /** A driver over an ioredis v5 (or iovalkey) client or cluster. */
 export function ioRedisDriver(client: IoRedisClient | IoRedisCluster): RedisDriver {
+  // ioredis puts its keyPrefix before the keys of a command, but not into SCAN's pattern nor
+  // into the keys SCAN answers with: listings (stats, verify, rekey, all()) would miss every
+  // session, or prefix twice. Our own `prefix` does what it does, everywhere.
+  const keyPrefix = client.options.keyPrefix;
+  if (keyPrefix !== undefined && keyPrefix !== '') {
+    throw sessionTypeError(
+      'ERR_SESSION_OPTION',
+      `redisBackend cannot use an ioredis client made with keyPrefix (its scans would miss every session): use a client without it and redisBackend's own prefix option, e.g. prefix: '${keyPrefix}sess:'`,
+    );
+  }
   if (!client.isCluster) {
     const node = nodeOf(client as IoRedisClient);
     return {

@@ -5,6 +5,7 @@ import { Cluster, Redis } from 'ioredis';
 import * as iovalkey from 'iovalkey';
 import { nonceOf, redisEnvelopes, type RedisEnvelopes } from '../../../src/backends/redis/envelopes.js';
 import { keySlot } from '../../../src/backends/redis/key-slot.js';
+import { isSealedSessionError } from '../../../src/errors.js';
 import { openStore } from '../../../src/index.js';
 import { redisBackend } from '../../../src/redis.js';
 import { startRedis, startRedisCluster } from '../../helpers/redis.js';
@@ -80,6 +81,25 @@ test('ioredis: stats and scans see every session on every master of a Cluster', 
   );
   t.is((await store.stats()).sessions, 40);
   for (const [index, id] of ids.entries()) t.is((await store.load(id))?.get('index'), index);
+});
+
+test('ioredis: a client made with keyPrefix is refused with ERR_SESSION_OPTION, naming the option to use instead', async (t) => {
+  const target = targets.standalone!;
+  for (const client of [
+    new Redis({ ...hostPort(target.urls[0]!), lazyConnect: true, keyPrefix: 'app:' }),
+    new Cluster(targets.cluster!.urls.map(hostPort), { lazyConnect: true, keyPrefix: 'app:' }),
+    new Cluster(targets.cluster!.urls.map(hostPort), { lazyConnect: true, redisOptions: { keyPrefix: 'app:' } }),
+  ]) {
+    t.teardown(() => client.disconnect());
+    const error = t.throws(() => redisBackend({ client }));
+    t.true(isSealedSessionError(error, 'ERR_SESSION_OPTION'), String(error));
+    t.regex(error?.message ?? '', /keyPrefix.*prefix: 'app:sess:'/);
+  }
+  // Without it, the same prefix through our option works, scans included.
+  const client = await ioredisClient(t, target.urls[0]!);
+  const store = await openStore({ keys: KEY, backend: redisBackend({ client, prefix: `app${randomBytes(4).toString('hex')}:sess:` }) });
+  await store.create().set('a', 1).save();
+  t.is((await store.stats()).sessions, 1);
 });
 
 const TIMEOUT_MS = 1000;
