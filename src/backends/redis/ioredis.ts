@@ -114,7 +114,17 @@ class ClusterNodes {
 
   /** Whether the master of `key`'s slot is known to be down: dropped from the pool, or its connection broke. */
   masterDown(key: string): boolean {
-    const master = this.#cluster.slots[keySlot(key)]?.[0];
+    return this.#down(this.#cluster.slots[keySlot(key)]?.[0]);
+  }
+
+  /** Whether any master that serves a slot is known to be down: a scan would miss its keys without saying so. */
+  anyMasterDown(): boolean {
+    const masters = new Set<string>();
+    for (const nodes of this.#cluster.slots) if (nodes?.[0] !== undefined) masters.add(nodes[0]);
+    return [...masters].some((master) => this.#down(master));
+  }
+
+  #down(master: string | undefined): boolean {
     if (master === undefined) return false;
     const node = this.#cluster.nodes('master').find((candidate) => nodeKey(candidate) === master);
     if (this.#dropped.has(master)) {
@@ -169,7 +179,7 @@ export function ioRedisDriver(client: IoRedisClient | IoRedisCluster): RedisDriv
       return send(cluster, args, options);
     },
     masters: () => {
-      if (isDown(cluster)) return Promise.reject(notConnected());
+      if (isDown(cluster) || pool.anyMasterDown()) return Promise.reject(notConnected());
       // The topology as the client knows it now (a failover during a scan may hide or repeat keys).
       return Promise.resolve(cluster.nodes('master').map(nodeOf));
     },
