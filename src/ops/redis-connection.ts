@@ -63,7 +63,12 @@ export async function connectRedis(urls: readonly string[], options: ConnectOpti
     // A CLI run must not wait forever on a wrong host: two retries, and none after a refused login.
     reconnectStrategy: (retries: number, cause: Error) => (retries >= 2 || isAuthError(cause) ? cause : 250),
   };
-  const fail = (error: unknown) => new SealedSessionError('ERR_SESSION_STORE_IO', `cannot connect to ${where} (${whyNot(error)})`, { cause: error });
+  const fail = (error: unknown) => {
+    const why = whyNot(error);
+    // Node trusts the system's CAs: a server whose certificate a private CA signed needs that CA.
+    const hint = /CERT|UNABLE_TO_VERIFY/.test(why) ? '; to trust a private CA, set NODE_EXTRA_CA_CERTS to its PEM file' : '';
+    return new SealedSessionError('ERR_SESSION_STORE_IO', `cannot connect to ${where} (${why})${hint}`, { cause: error });
+  };
 
   if (parsed.length === 1) {
     const client = redis.createClient({ url: urls[0]!, socket }).on('error', ignore);

@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import type { ExecutionContext } from 'ava';
 import lockfile from 'proper-lockfile';
+import { generate } from 'selfsigned';
 
 const run = promisify(execFile);
 
@@ -22,6 +23,10 @@ export interface RedisBinaries {
 
 export interface RedisServer {
   readonly url: string;
+  /** With `startRedis(t, { tls: true })`: `rediss://127.0.0.1:<its TLS port>`, served with `certificate`. */
+  readonly tlsUrl?: string;
+  /** The self-signed certificate (PEM) of the TLS port, for a client's `ca` or NODE_EXTRA_CA_CERTS. */
+  readonly certificate?: { readonly file: string; readonly pem: string };
   readonly port: number;
   /** Its working dir (the log is `redis.log` there; a cluster node's `nodes.conf` too). */
   readonly dir: string;
@@ -160,9 +165,41 @@ process.once('exit', () => {
   for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** A standalone redis-server on a free 127.0.0.1 port, persistence off. With `t`, stopped when that test ends. */
-export async function startRedis(t?: ExecutionContext): Promise<RedisServer> {
-  const server = await startServer([], false);
+/**
+ * A standalone redis-server on a free 127.0.0.1 port, persistence off. With `t`, stopped when that
+ * test ends. With `tls`, it also serves TLS on a second free port, with a certificate made for
+ * 127.0.0.1 and signed by itself (no client certificate asked for).
+ */
+export async function startRedis(t?: ExecutionContext, options: { tls?: boolean } = {}): Promise<RedisServer> {
+  let server: RedisServer;
+  if (options.tls === true) {
+    const certDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'sealed-sessions-redis-tls-'));
+    dirs.add(certDir);
+    const pems = await generate([{ name: 'commonName', value: '127.0.0.1' }], {
+      keySize: 2048,
+      algorithm: 'sha256',
+      extensions: [{ name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] }],
+    });
+    const file = path.join(certDir, 'certificate.pem');
+    const keyFile = path.join(certDir, 'key.pem');
+    await fsp.writeFile(file, pems.cert);
+    await fsp.writeFile(keyFile, pems.private, { mode: 0o600 });
+    const tlsPort = await freePort(false);
+    const args = ['--tls-port', String(tlsPort), '--tls-cert-file', file, '--tls-key-file', keyFile, '--tls-ca-cert-file', file, '--tls-auth-clients', 'no'];
+    const plain = await startServer(args, false);
+    server = {
+      ...plain,
+      tlsUrl: `rediss://127.0.0.1:${tlsPort}`,
+      certificate: { file, pem: pems.cert },
+      stop: async () => {
+        await plain.stop();
+        dirs.delete(certDir);
+        await fsp.rm(certDir, { recursive: true, force: true });
+      },
+    };
+  } else {
+    server = await startServer([], false);
+  }
   t?.teardown(() => server.stop());
   return server;
 }
