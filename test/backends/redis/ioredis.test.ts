@@ -18,8 +18,8 @@ import { contractStorage, sharedTargets } from './targets.js';
 /*
  * The same backend through ioredis (the client many connect-redis users have) and iovalkey (its
  * fork, same API): the store behaviours every backend shows, on a real redis-server and a real
- * 3-master Cluster, and the same fail-fast rules when Redis goes away under an ordinary ioredis client (offline queue on,
- * default reconnects).
+ * 3-master Cluster, and the same fail-fast rules when Redis goes away under an ordinary ioredis
+ * client (offline queue on, default reconnects).
  */
 
 const targets = sharedTargets();
