@@ -93,10 +93,9 @@ interface BatchResult {
   readonly written: { readonly session: StoredSession; readonly bytes: Buffer } | null;
 }
 
-/** A session of the read cache: as opened, the sealed bytes it was opened from, and their stored version. */
+/** A session of the read cache: as opened, with the stored version it was read from, and the sealed bytes it was opened from. */
 interface CacheEntry {
-  readonly version: string;
-  readonly session: StoredSession;
+  readonly session: StoredSession & { readonly version: string };
   readonly bytes: Buffer;
 }
 
@@ -276,7 +275,7 @@ export class Store extends EventEmitter<StoreEvents> {
    */
   async read(name: string, fresh = false): Promise<ReadOutcome> {
     const cached = fresh ? undefined : this.#cache?.get(name);
-    const stored = await this.#backend.read(name, cached?.version);
+    const stored = await this.#backend.read(name, cached?.session.version);
     if (stored === null) {
       this.#cache?.delete(name);
       return { state: 'missing' };
@@ -296,7 +295,7 @@ export class Store extends EventEmitter<StoreEvents> {
       return opened;
     }
     const session = { ...opened.session, version: stored.version };
-    if (!fresh) this.#cache?.set(name, { version: stored.version, session, bytes: stored.bytes });
+    if (!fresh) this.#cache?.set(name, { session, bytes: stored.bytes });
     return { state: 'found', session };
   }
 
@@ -309,8 +308,8 @@ export class Store extends EventEmitter<StoreEvents> {
     const marked = await this.#backend.keepAlive(name, atMs, expiresAt(stored.header, atMs), stored.version);
     if (marked === null) return false;
     const cached = this.#cache?.get(name);
-    if (marked.version !== undefined && cached !== undefined && cached.version === stored.version) {
-      this.#cache?.set(name, { version: marked.version, session: { ...cached.session, mtimeMs: atMs, version: marked.version }, bytes: cached.bytes });
+    if (marked.version !== undefined && cached !== undefined && cached.session.version === stored.version) {
+      this.#cache?.set(name, { session: { ...cached.session, mtimeMs: atMs, version: marked.version }, bytes: cached.bytes });
     }
     return true;
   }
@@ -400,7 +399,7 @@ export class Store extends EventEmitter<StoreEvents> {
         outcome = await this.#backend.update(name, (current) => this.#decide(name, queue.id, batch, current), {
           fresh: batch.every((job) => job.kind === 'commit' && job.unclaimed),
           wantVersion: this.#cache !== null,
-          ...(cached === undefined ? {} : { believed: { version: cached.version, bytes: cached.bytes } }),
+          ...(cached === undefined ? {} : { believed: { version: cached.session.version, bytes: cached.bytes } }),
         });
       } catch (error) {
         for (const job of batch) job.reject(error);
@@ -408,7 +407,7 @@ export class Store extends EventEmitter<StoreEvents> {
       }
       const { settle, written } = outcome.result;
       if (written !== null && outcome.version !== undefined)
-        this.#cache?.set(name, { version: outcome.version, session: { ...written.session, version: outcome.version }, bytes: written.bytes });
+        this.#cache?.set(name, { session: { ...written.session, version: outcome.version }, bytes: written.bytes });
       // Only now, with the update's exclusive access released (and checked not to have been
       // lost), do the commits resolve: the response that waits for them goes out with nothing
       // left held.

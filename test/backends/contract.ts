@@ -85,13 +85,18 @@ export function backendContract(label: string, storage: (t: ExecutionContext) =>
     for (let index = 0; index < 50; index++) t.deepEqual(data[`k${index}`], { by: index });
   });
 
-  test(`${label}: a set that looks like no change to one instance (its cached copy) is still stored when another instance changed that key meanwhile`, async (t) => {
-    const place = await storage(t);
+  /** Two store instances on one storage (two processes, in effect), and a session `{ a: 1 }` the first one saved. */
+  const twoInstances = async (place: ContractStorage) => {
     const one = await open(place);
     const other = await open(place);
-    const session = one.create();
-    session.set('a', 1);
+    const session = one.create().set('a', 1);
     await session.save();
+    return { one, other, session };
+  };
+
+  test(`${label}: a set that looks like no change to one instance (its cached copy) is still stored when another instance changed that key meanwhile`, async (t) => {
+    const place = await storage(t);
+    const { one, other, session } = await twoInstances(place);
     const mine = (await one.load(session.id))!;
     const theirs = (await other.load(session.id))!;
     theirs.set('a', 2);
@@ -104,11 +109,7 @@ export function backendContract(label: string, storage: (t: ExecutionContext) =>
 
   test(`${label}: a destroyed session is never brought back by a commit of an older copy, from any instance`, async (t) => {
     const place = await storage(t);
-    const one = await open(place);
-    const other = await open(place);
-    const session = one.create();
-    session.set('a', 1);
-    await session.save();
+    const { one, other, session } = await twoInstances(place);
     const copy = (await other.load(session.id))!;
     t.true(await one.destroy(session.id));
     copy.set('b', 2);

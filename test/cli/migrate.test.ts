@@ -13,6 +13,7 @@ import { createKeyring } from '../../src/crypto/keys.js';
 import { readHeader, seal, type EnvelopeTimes } from '../../src/crypto/seal.js';
 import { openStore, type Store } from '../../src/index.js';
 import { redisEnvelopes } from '../../src/backends/redis/envelopes.js';
+import type { MigrateReport } from '../../src/ops/migrate.js';
 import { redisBackend } from '../../src/redis.js';
 import { clusterTarget, standaloneTarget, type Target } from '../backends/redis/targets.js';
 import { cli } from '../helpers/cli.js';
@@ -98,19 +99,8 @@ async function makeDataset(): Promise<void> {
   }
 }
 
-interface Report {
-  readonly scanned: number;
-  readonly copied: number;
-  readonly alreadyThere: number;
-  readonly replacedOlder: number;
-  readonly keptNewer: number;
-  readonly expired: number;
-  readonly gone: number;
-  readonly unreadable: number;
-  readonly blocked: number;
-  readonly failed: number;
-  readonly durationMs: number;
-}
+/** What `migrate --json` prints: the library's report, with where from and to. */
+type Report = MigrateReport & { readonly from: string; readonly to: string };
 
 async function migrate(t: ExecutionContext, args: readonly string[]): Promise<Report> {
   const started = performance.now();

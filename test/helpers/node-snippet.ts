@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -9,6 +9,18 @@ export interface SnippetResult {
   readonly code: number | null;
   readonly stdout: string;
   readonly stderr: string;
+}
+
+/** What `child` prints and how it exits, once it has. */
+export function outputOf(child: ChildProcessWithoutNullStreams): Promise<SnippetResult> {
+  return new Promise((resolve, reject) => {
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (exitCode) => resolve({ code: exitCode, stdout, stderr }));
+  });
 }
 
 /**
@@ -27,15 +39,7 @@ export function startSnippet(body: string, args: unknown, env: Record<string, st
     cwd: ROOT,
     env: { PATH: process.env['PATH'] ?? '', ...env, CHILD_ARGS: JSON.stringify(args) },
   });
-  const done = new Promise<SnippetResult>((resolve, reject) => {
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    proc.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    proc.on('error', reject);
-    proc.on('close', (exitCode) => resolve({ code: exitCode, stdout, stderr }));
-  });
-  return { pid: proc.pid!, done };
+  return { pid: proc.pid!, done: outputOf(proc) };
 }
 
 /**
@@ -44,18 +48,12 @@ export function startSnippet(body: string, args: unknown, env: Record<string, st
  */
 export function runAsUser(uid: number, body: string, args: unknown): Promise<SnippetResult> {
   const code = [`const args = JSON.parse(process.env.CHILD_ARGS);`, body].join('\n');
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--input-type=module', '-e', code], {
+  return outputOf(
+    spawn(process.execPath, ['--input-type=module', '-e', code], {
       cwd: '/',
       uid,
       gid: uid,
       env: { PATH: process.env['PATH'] ?? '', CHILD_ARGS: JSON.stringify(args) },
-    });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    proc.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    proc.on('error', reject);
-    proc.on('close', (exitCode) => resolve({ code: exitCode, stdout, stderr }));
-  });
+    }),
+  );
 }

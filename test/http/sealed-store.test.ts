@@ -10,6 +10,7 @@ import { openStore, SealedStore } from '../../src/index.js';
 import { manualClock } from '../helpers/clock.js';
 import { promised } from '../helpers/frameworks.js';
 import { CookieJar, listen } from '../helpers/http.js';
+import { outputOf, type SnippetResult } from '../helpers/node-snippet.js';
 import { fixtureServer } from '../helpers/server-process.js';
 import { KEY, listFiles, tempDir } from '../helpers/temp-dir.js';
 
@@ -68,22 +69,14 @@ test('koa-session: what one request loaded is remembered per context, so two req
 });
 
 /** Runs an ESM snippet in a fresh Node process (tsx), with `SealedStore` (this library's) and `MemoryStore` (express-session's) in scope. */
-function runChild(body: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runChild(body: string): Promise<SnippetResult> {
   const code = [
     `const { SealedStore } = await import(${JSON.stringify(pathToFileURL(path.join(ROOT, 'src/index.ts')).href)});`,
     `const { default: session } = await import('express-session');`,
     `const MemoryStore = session.MemoryStore;`,
     body,
   ].join('\n');
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import=tsx/esm', '--input-type=module', '-e', code], { cwd: ROOT });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (exitCode) => resolve({ code: exitCode, stdout, stderr }));
-  });
+  return outputOf(spawn(process.execPath, ['--import=tsx/esm', '--input-type=module', '-e', code], { cwd: ROOT }));
 }
 
 test('a callback that throws is an uncaught exception at its own tick (as with MemoryStore), never an unhandled rejection', async (t) => {

@@ -228,9 +228,8 @@ export class FileBackend implements Backend {
       // cache, so that the next read of it is still one stat, not a whole read.
       return { version: await this.#io.mark(this.pathOf(name), atMs, known) };
     } catch (error) {
-      if (isGone(error)) return null;
-      // Something that is no file in its place: nothing to mark, no session.
-      if (isNotRegular(error)) return null;
+      // Gone, or something that is no file in its place: nothing to mark, no session.
+      if (isGone(error) || isNotRegular(error)) return null;
       throw ioError('mark a session as used', error);
     }
   }
